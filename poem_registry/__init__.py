@@ -1,0 +1,1 @@
+"""POEM Registry."""
