@@ -46,7 +46,11 @@ create table if not exists ingest.batches (
     rows_loaded integer default 0,
     rows_quarantined integer default 0,
     message varchar,
-    quarantine_path varchar
+    quarantine_path varchar,
+    fingerprint varchar,              -- content hash of the whole delivery: a re-delivery is a no-op
+    run_id varchar,
+    resolved_at timestamp,            -- a quarantine stays open until resolved (poem-registry quarantine resolve)
+    resolution_note varchar
 );
 create table if not exists ingest.files (
     sha256 varchar not null,
