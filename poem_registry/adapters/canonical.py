@@ -13,12 +13,25 @@ from pathlib import Path
 
 import pandas as pd
 
-from poem_registry.adapters.base import SOURCE_FILE, SOURCE_ROW, AdapterOutput, Delivery, DeliveryError, Finding
+from poem_registry.adapters.base import (
+    SOURCE_FILE,
+    SOURCE_ROW,
+    AdapterOutput,
+    Delivery,
+    DeliveryError,
+    Finding,
+)
 from poem_registry.adapters.files import read_folder_files, read_zip_members, sha256_bytes
 from poem_registry.contract import load_contract
 from poem_registry.sites import SiteConfig
 
 _DATE_ID = re.compile(r"^(\d{4}-\d{2}-\d{2})")
+
+
+def extract_date(extract_id: str) -> str | None:
+    """Extract ids that start with a date (``2025-03-31``, ``2025-03-31_corr``) carry their extraction date."""
+    m = _DATE_ID.match(extract_id)
+    return m.group(1) if m else None
 
 
 def discover(site: SiteConfig, landing_dir: Path) -> list[Delivery]:
@@ -140,8 +153,6 @@ def read(delivery: Delivery, site: SiteConfig) -> AdapterOutput:
     if "manifest.json" in members:
         extracted_at, manifest_findings = _check_manifest(members["manifest.json"], members, frames, delivery)
         findings += manifest_findings
-    if not extracted_at:
-        m = _DATE_ID.match(delivery.extract_id)
-        extracted_at = m.group(1) if m else None
+    extracted_at = extracted_at or extract_date(delivery.extract_id)
     files = {n: b for n, b in members.items() if n != "manifest.json"}
     return AdapterOutput(frames=frames, findings=findings, files=files, extracted_at=extracted_at)

@@ -319,12 +319,18 @@ def _dictionary_from_rows(rows: Sequence[Mapping[str, str]], source: Path) -> Da
             continue  # spreadsheet programs leave empty rows behind
         name = values.get("field_name", "").strip()
         if not name:
-            raise RedcapFormatError("row has content but no field name", file=source, row=number, column="field_name")
+            raise RedcapFormatError(
+                "row has content but no field name", file=source, row=number, column="field_name"
+            )
         if name in fields:
-            raise RedcapFormatError(f"field {name!r} is defined twice", file=source, row=number, column="field_name")
+            raise RedcapFormatError(
+                f"field {name!r} is defined twice", file=source, row=number, column="field_name"
+            )
         field_type = values.get("field_type", "").strip().lower()
         if not field_type:
-            raise RedcapFormatError(f"field {name!r} has no field type", file=source, row=number, column="field_type")
+            raise RedcapFormatError(
+                f"field {name!r} has no field type", file=source, row=number, column="field_type"
+            )
         raw_choices = values.get("select_choices_or_calculations", "")
         fields[name] = Field(
             name=name,
@@ -354,7 +360,9 @@ def read_data_dictionary(path: str | Path) -> DataDictionary:
         payload = _load_json(path)
         if not isinstance(payload, list) or not all(isinstance(r, dict) for r in payload):
             raise RedcapFormatError("metadata JSON must be a list of objects", file=path)
-        rows: list[dict[str, str]] = [{_normalise_dictionary_header(k): v for k, v in r.items()} for r in payload]
+        rows: list[dict[str, str]] = [
+            {_normalise_dictionary_header(k): v for k, v in r.items()} for r in payload
+        ]
         header = list(rows[0]) if rows else []
     else:
         header, data = _read_csv_rows(path)
@@ -385,7 +393,8 @@ def _read_csv_rows(path: Path) -> tuple[list[str], list[list[str]]]:
     (``Name``, ``Complete?``) and pandas would silently rename them.
     """
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            text = handle.read()  # newline="" keeps CRLF inside quoted values as written
     except UnicodeDecodeError as exc:
         raise RedcapFormatError(f"not UTF-8 text ({exc})", file=path) from exc
     except OSError as exc:
@@ -419,7 +428,9 @@ def _read_table(path: str | Path, required: Sequence[str], what: str) -> pd.Data
         frame = pd.DataFrame(data, columns=[h.strip() for h in header])
     missing = [c for c in required if c not in frame.columns]
     if missing:
-        raise RedcapFormatError(f"not a REDCap {what} export: missing column(s) {', '.join(missing)}", file=path)
+        raise RedcapFormatError(
+            f"not a REDCap {what} export: missing column(s) {', '.join(missing)}", file=path
+        )
     return frame.astype(str)
 
 
@@ -563,29 +574,35 @@ def read_records(
         header, data = _json_records(path)
     else:
         header, data = _read_csv_rows(path)
-    header = [h.strip() if kind == "raw" else h for h in header]
-    detected: Literal["raw", "labels"]
-    if kind == "auto":
-        detected = "labels" if _looks_like_label_header(header) else "raw"
-    else:
-        detected = kind
+    auto = "labels" if _looks_like_label_header(header) else "raw"
+    detected: Literal["raw", "labels"] = auto if kind == "auto" else kind
+    if detected == "raw":
+        header = [h.strip() for h in header]
     label_header = None
     unmapped: list[str] = []
     if detected == "labels":
         if dictionary is None:
-            raise RedcapFormatError("a label export can only be read with its data dictionary", file=path, row=0)
+            raise RedcapFormatError(
+                "a label export can only be read with its data dictionary", file=path, row=0
+            )
         label_header = list(header)
         header = _align_label_header(header, dictionary, path)
     elif len(set(header)) != len(header):
         duplicate = next(h for h in header if header.count(h) > 1)
         raise RedcapFormatError("column appears twice in the header", file=path, row=0, column=duplicate)
-    frame = pd.DataFrame(data, columns=header, dtype=object) if data else pd.DataFrame(columns=header, dtype=object)
+    frame = (
+        pd.DataFrame(data, columns=header, dtype=object)
+        if data
+        else pd.DataFrame(columns=header, dtype=object)
+    )
     frame = frame.astype(str)
     frame["_source_row"] = range(1, len(frame) + 1)
     record_id_field = dictionary.record_id_field if dictionary is not None else header[0]
     if record_id_field not in frame.columns:
         raise RedcapFormatError(
-            f"record id column {record_id_field!r} (first field of the dictionary) is missing", file=path, row=0
+            f"record id column {record_id_field!r} (first field of the dictionary) is missing",
+            file=path,
+            row=0,
         )
     if detected == "labels":
         assert dictionary is not None
@@ -785,7 +802,9 @@ def decode_records(records: RedcapRecords, dictionary: DataDictionary) -> pd.Dat
             out[fld.name] = [checked_codes(row, fld) for row in data.to_dict("records")]
         elif fld.name in data.columns and fld.name != records.record_id_field:
             choices = fld.choices
-            out[fld.name] = data[fld.name].map(lambda v, c=choices: c.get(v, v)) if choices else data[fld.name]
+            out[fld.name] = (
+                data[fld.name].map(lambda v, c=choices: c.get(v, v)) if choices else data[fld.name]
+            )
     out["_source_row"] = data["_source_row"]
     return out
 
@@ -901,7 +920,9 @@ def read_project_xml(path: str | Path) -> RedcapProject:
         for group_ref in form_def.iter(f"{_ODM}ItemGroupRef"):
             group = group_defs.get(group_ref.get("ItemGroupOID", ""))
             if group is None:
-                raise RedcapFormatError(f"ItemGroupRef {group_ref.get('ItemGroupOID')!r} has no definition", file=path)
+                raise RedcapFormatError(
+                    f"ItemGroupRef {group_ref.get('ItemGroupOID')!r} has no definition", file=path
+                )
             for item_ref in group.iter(f"{_ODM}ItemRef"):
                 item = item_defs.get(item_ref.get("ItemOID", ""))
                 if item is None:
@@ -935,13 +956,23 @@ def read_project_xml(path: str | Path) -> RedcapProject:
     surveys: list[str] = []
     if globals_ is not None:
         for node in globals_.iter(f"{_RC}RepeatingInstrument"):
-            repeating_instruments.add((node.get(f"{_RC}UniqueEventName", ""), node.get(f"{_RC}RepeatInstrument", "")))
+            repeating_instruments.add(
+                (node.get(f"{_RC}UniqueEventName", ""), node.get(f"{_RC}RepeatInstrument", ""))
+            )
         repeating_events = {n.get(f"{_RC}UniqueEventName", "") for n in globals_.iter(f"{_RC}RepeatingEvent")}
         dags = [n.get("group_name", "") for n in globals_.iter(f"{_RC}DataAccessGroups")]
         surveys = [n.get("form_name", "") for n in globals_.iter(f"{_RC}Surveys")]
 
     events = pd.DataFrame(
-        events_rows, columns=["event_name", "arm_num", "unique_event_name", "custom_event_label", "day_offset", "arm_name"]
+        events_rows,
+        columns=[
+            "event_name",
+            "arm_num",
+            "unique_event_name",
+            "custom_event_label",
+            "day_offset",
+            "arm_name",
+        ],
     )
     records = _odm_records(
         root, path, dictionary, item_order, bool(events_rows), repeating_instruments, repeating_events
@@ -973,7 +1004,9 @@ def _add_odm_field(
     ref = item.find(f"{_ODM}CodeListRef")
     code_list = code_lists.get(ref.get("CodeListOID", "")) if ref is not None else None
     if field_type == "checkbox":
-        choices = parse_choices(code_list.get(f"{_RC}CheckboxChoices", "") if code_list is not None else "", "checkbox")
+        choices = parse_choices(
+            code_list.get(f"{_RC}CheckboxChoices", "") if code_list is not None else "", "checkbox"
+        )
     elif code_list is not None:
         choices = {
             c.get("CodedValue", ""): _translated(c, "Decode") for c in code_list.iter(f"{_ODM}CodeListItem")
@@ -1005,7 +1038,8 @@ def _odm_records(
     rid = dictionary.record_id_field
     repeating = bool(repeating_instruments or repeating_events)
     system = [EVENT_COLUMN] * longitudinal + [REPEAT_INSTRUMENT_COLUMN, REPEAT_INSTANCE_COLUMN] * repeating
-    columns = [rid, *system, *(c for c in dict.fromkeys(item_order) if c != rid)]
+    descriptive = {n for n, f in dictionary.fields.items() if f.field_type in NON_DATA_FIELD_TYPES}
+    columns = [rid, *system, *(c for c in dict.fromkeys(item_order) if c != rid and c not in descriptive)]
     rows: dict[tuple[str, str, str, str], dict[str, str]] = {}
     for subject in root.iter(f"{_ODM}SubjectData"):
         record = subject.get("SubjectKey", "")
@@ -1028,7 +1062,9 @@ def _odm_records(
                 for item in form_data.iter(f"{_ODM}ItemData"):
                     name = item.get("ItemOID", "")
                     if name not in row:
-                        raise RedcapFormatError(f"ItemData for undefined item {name!r}", file=path, column=name)
+                        raise RedcapFormatError(
+                            f"ItemData for undefined item {name!r}", file=path, column=name
+                        )
                     row[name] = item.get("Value", "")
     frame = pd.DataFrame(list(rows.values()), columns=columns, dtype=object).astype(str)
     frame["_source_row"] = range(1, len(frame) + 1)

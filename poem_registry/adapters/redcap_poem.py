@@ -62,6 +62,7 @@ from poem_registry.adapters.redcap import (
     RedcapRecords,
     read_records,
 )
+from poem_registry.ingest.privacy import identifier_kind
 
 __all__ = [
     "ENTITIES",
@@ -80,13 +81,6 @@ _REPEATING_ENTITIES = ("adverse_events", "reinterventions")
 _TRUE = frozenset({"1", "y", "yes", "true", "t", "checked"})
 _FALSE = frozenset({"0", "n", "no", "false", "f", "unchecked"})
 _CONTRACT = Path(__file__).resolve().parent.parent / "contract" / "exchange_v1.yml"
-# Column names that suggest a direct identifier: never loaded, reported as privacy.
-_IDENTIFIER_NAME = re.compile(
-    r"(^|_)(first|last|full|given|family|sur)?_?name($|_)|address|street|phone|email|e_mail|ssn|"
-    r"(^|_)mrn($|_)|(^|_)dob($|_)|birth_?date|date_of_birth|zip|postal",
-)
-
-
 class MappingError(ValueError):
     """A site mapping that cannot be used; the message names the key to fix."""
 
@@ -144,17 +138,23 @@ def _entity_from_dict(entity: str, raw: object, where: str) -> EntityMapping:
         raise MappingError(f"{where}.{entity}: expected a mapping of settings")
     unknown = set(raw) - _ENTITY_KEYS
     if unknown:
-        raise MappingError(f"{where}.{entity}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_ENTITY_KEYS)}")
+        raise MappingError(
+            f"{where}.{entity}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_ENTITY_KEYS)}"
+        )
     columns = set(exchange_columns(entity))
     fields = {str(k): str(v) for k, v in (raw.get("fields") or {}).items()}
     codes = {str(k): {str(c): str(x) for c, x in v.items()} for k, v in (raw.get("codes") or {}).items()}
-    checkboxes = {str(k): {str(c): str(x) for c, x in v.items()} for k, v in (raw.get("checkboxes") or {}).items()}
+    checkboxes = {
+        str(k): {str(c): str(x) for c, x in v.items()} for k, v in (raw.get("checkboxes") or {}).items()
+    }
     booleans = frozenset(str(b) for b in raw.get("booleans") or ())
     windows = {str(k): (int(v[0]), int(v[1])) for k, v in (raw.get("windows") or {}).items()}
     mapped = list(fields.values()) + [c for options in checkboxes.values() for c in options.values()]
     for column in mapped:
         if column not in columns:
-            raise MappingError(f"{where}.{entity}: {column!r} is not a column of {entity} in the exchange format")
+            raise MappingError(
+                f"{where}.{entity}: {column!r} is not a column of {entity} in the exchange format"
+            )
     duplicates = sorted({c for c in mapped if mapped.count(c) > 1})
     if duplicates:
         raise MappingError(f"{where}.{entity}: exchange column(s) {duplicates} are mapped more than once")
@@ -193,7 +193,9 @@ class PoemRedcapMapping:
             raise MappingError(f"{where}: expected a mapping of settings")
         unknown = set(raw) - {"record_id_field", *ENTITIES}
         if unknown:
-            raise MappingError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: record_id_field, {ENTITIES}")
+            raise MappingError(
+                f"{where}: unknown key(s) {sorted(unknown)}; allowed: record_id_field, {ENTITIES}"
+            )
         if "procedures" not in raw:
             raise MappingError(f"{where}.procedures is required")
         entities = {e: _entity_from_dict(e, raw[e], where) for e in ENTITIES if e in raw}
@@ -201,7 +203,9 @@ class PoemRedcapMapping:
         for mapping in entities.values():
             for name in mapping.source_fields:
                 if name in seen and seen[name] != mapping.entity:
-                    raise MappingError(f"{where}: REDCap field {name!r} is mapped in both {seen[name]} and {mapping.entity}")
+                    raise MappingError(
+                        f"{where}: REDCap field {name!r} is mapped in both {seen[name]} and {mapping.entity}"
+                    )
                 seen[name] = mapping.entity
         rid = raw.get("record_id_field")
         return cls(entities=entities, record_id_field=str(rid) if rid else None)
@@ -393,7 +397,7 @@ def _report_unknown_columns(ctx: _Context) -> None:
             first = int(ctx.records.source_row[values != ""].iloc[0])
             message += f" ({filled} row(s) hold a value, first at row {first})"
         flagged = ctx.dictionary is not None and _dictionary_identifier(ctx.dictionary, base)
-        if flagged or _IDENTIFIER_NAME.search(base.lower()):
+        if flagged or identifier_kind(base):
             ctx.finding(
                 "direct_identifier_column",
                 f"column {column!r} looks like a direct identifier; it is never loaded",
@@ -467,23 +471,26 @@ def _map_value(ctx: _Context, mapping: EntityMapping, name: str, value: str, row
     if name in mapping.booleans:
         lowered = value.lower()
         return "true" if lowered in _TRUE else "false" if lowered in _FALSE else value
-    if ctx.dictionary is not None and name in ctx.dictionary.fields:
-        if ctx.dictionary.fields[name].validation.endswith("comma_decimal"):
-            return value.replace(",", ".")
+    fields = ctx.dictionary.fields if ctx.dictionary is not None else {}
+    if name in fields and fields[name].validation.endswith("comma_decimal"):
+        return value.replace(",", ".")
     return value
 
 
 def _map_row(ctx: _Context, mapping: EntityMapping, row: Mapping[str, str]) -> dict[str, str]:
     number = int(row[SOURCE_ROW])
     out = {
-        column: _map_value(ctx, mapping, name, row.get(name, ""), number) for name, column in mapping.fields.items()
+        column: _map_value(ctx, mapping, name, row.get(name, ""), number)
+        for name, column in mapping.fields.items()
     }
     for name, options in mapping.checkboxes.items():
         cells = {code: row.get(f"{name}___{_checkbox_suffix(code)}", "").strip() for code in options}
         blank = all(v == "" for v in cells.values())
         for code, column in options.items():
             value = cells[code]
-            out[column] = "" if blank else "true" if value == "1" else "false" if value in ("0", "") else value
+            out[column] = (
+                "" if blank else "true" if value == "1" else "false" if value in ("0", "") else value
+            )
     return out
 
 

@@ -234,7 +234,13 @@ DEMO_REDCAP_MAPPING: dict = {
         },
         "codes": {
             "reint_type": _codes(
-                "pneumatic_dilation", "botulinum", "heller_myotomy", "redo_poem", "esophagectomy", "stent", "other"
+                "pneumatic_dilation",
+                "botulinum",
+                "heller_myotomy",
+                "redo_poem",
+                "esophagectomy",
+                "stent",
+                "other",
             ),
             "reint_indication": _codes("persistent_symptoms", "recurrence", "gerd", "adverse_event", "other"),
         },
@@ -302,16 +308,22 @@ def _dictionary_rows(mapping: PoemRedcapMapping) -> list[dict[str, str]]:
                 continue
             written.add(name)
             row = dict.fromkeys(_UI_HEADER, "")
-            row.update({"Variable / Field Name": name, "Form Name": em.form, "Field Label": column.replace("_", " ")})
+            row.update(
+                {"Variable / Field Name": name, "Form Name": em.form, "Field Label": column.replace("_", " ")}
+            )
             if name in em.checkboxes:
                 row["Field Type"] = "checkbox"
                 row["Field Label"] = name.replace("_", " ")
                 choices = em.checkboxes[name]
-                row["Choices, Calculations, OR Slider Labels"] = " | ".join(f"{c}, {v}" for c, v in choices.items())
+                row["Choices, Calculations, OR Slider Labels"] = " | ".join(
+                    f"{c}, {v}" for c, v in choices.items()
+                )
             elif name in em.codes:
                 row["Field Type"] = "dropdown" if len(em.codes[name]) > 5 else "radio"
                 choices = em.codes[name]
-                row["Choices, Calculations, OR Slider Labels"] = " | ".join(f"{c}, {v}" for c, v in choices.items())
+                row["Choices, Calculations, OR Slider Labels"] = " | ".join(
+                    f"{c}, {v}" for c, v in choices.items()
+                )
             elif name in em.booleans:
                 row["Field Type"] = "yesno"
             else:
@@ -388,7 +400,9 @@ def write_redcap_export(
     rid = m.record_id_field or "record_id"
     proc = m.entities["procedures"]
     if proc.fields.get(rid) != "procedure_id":
-        raise MappingError(f"the writer needs procedures.fields.{rid}: procedure_id (one record per procedure)")
+        raise MappingError(
+            f"the writer needs procedures.fields.{rid}: procedure_id (one record per procedure)"
+        )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     dictionary_rows = _dictionary_rows(m)
@@ -398,7 +412,9 @@ def write_redcap_export(
         name = row["Variable / Field Name"]
         form = row["Form Name"]
         if row["Field Type"] == "checkbox":
-            codes = [c.split(",", 1)[0].strip() for c in row["Choices, Calculations, OR Slider Labels"].split("|")]
+            codes = [
+                c.split(",", 1)[0].strip() for c in row["Choices, Calculations, OR Slider Labels"].split("|")
+            ]
             form_columns.setdefault(form, []).extend(checkbox_column(name, c) for c in codes)
         elif name != rid:
             form_columns.setdefault(form, []).append(name)
@@ -408,7 +424,9 @@ def write_redcap_export(
 
     rows: list[dict[str, str]] = []
 
-    def add(record: str, event: str, instrument: str, instance: str, form: str, cells: dict[str, str]) -> None:
+    def add(
+        record: str, event: str, instrument: str, instance: str, form: str, cells: dict[str, str]
+    ) -> None:
         row = dict.fromkeys(header, "")
         row.update({rid: record, EVENT_COLUMN: event, REPEAT_INSTRUMENT_COLUMN: instrument})
         row[REPEAT_INSTANCE_COLUMN] = instance
@@ -429,13 +447,19 @@ def write_redcap_export(
             pid = record["procedure_id"]
             days = _days_between(procedure_dates.get(pid, ""), record.get("assessment_date", ""))
             event = next(
-                (e for e, (lo, hi) in fu.windows.items() if days is not None and lo <= days <= hi and (pid, e) not in used),
+                (
+                    e
+                    for e, (lo, hi) in fu.windows.items()
+                    if days is not None and lo <= days <= hi and (pid, e) not in used
+                ),
                 None,
             )
             instance = ""
             if event is None:
                 if fu.unscheduled_event is None:
-                    raise MappingError("followups.unscheduled_event is needed for follow-ups outside every window")
+                    raise MappingError(
+                        "followups.unscheduled_event is needed for follow-ups outside every window"
+                    )
                 event = fu.unscheduled_event
                 unscheduled[pid] = unscheduled.get(pid, 0) + 1
                 instance = str(unscheduled[pid])
@@ -474,7 +498,9 @@ def write_redcap_export(
     )
     mapping_path = out_dir / f"{project}_InstrumentDesignations.csv"
     designations = [[e, proc.form] for e in proc.events]
-    designations += [[proc.events[0], m.entities[e].form] for e in ("adverse_events", "reinterventions") if e in m.entities]
+    designations += [
+        [proc.events[0], m.entities[e].form] for e in ("adverse_events", "reinterventions") if e in m.entities
+    ]
     if fu is not None:
         designations += [[e, fu.form] for e in fu.events]
     _write_csv(
