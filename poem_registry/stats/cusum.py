@@ -69,7 +69,9 @@ def cusum_observed_minus_mean(values: Sequence[float] | np.ndarray) -> np.ndarra
     return np.cumsum(x - x.mean())
 
 
-def oe_cusum(outcomes: Sequence[int] | np.ndarray, expected: float | Sequence[float] | np.ndarray) -> np.ndarray:
+def oe_cusum(
+    outcomes: Sequence[int] | np.ndarray, expected: float | Sequence[float] | np.ndarray
+) -> np.ndarray:
     """Observed-minus-expected (O-E, VLAD) cumulative curve.
 
     ``S(k) = sum_{i<=k} (y_i - p_i)`` with ``y_i`` in {0, 1} (failure) and ``p_i`` the
@@ -196,9 +198,23 @@ def bernoulli_cusum(
     else:  # p1 < p0: monitoring improvement, boundaries swap sign
         sig_h1, sig_h0 = _crossings(series, h1, False), _crossings(series, h0, True)
     return BernoulliCusum(
-        p0=p0, p1=p1, alpha=alpha, beta=beta, P=big_p, Q=big_q, s=s, h0=h0, h1=h1, cusum=series,
-        signals_h1=sig_h1, signals_h0=sig_h0, weights=weights, resetting=page, limit=lim,
-        resetting_signals=page_signals, restart_after_signal=resetting,
+        p0=p0,
+        p1=p1,
+        alpha=alpha,
+        beta=beta,
+        P=big_p,
+        Q=big_q,
+        s=s,
+        h0=h0,
+        h1=h1,
+        cusum=series,
+        signals_h1=sig_h1,
+        signals_h0=sig_h0,
+        weights=weights,
+        resetting=page,
+        limit=lim,
+        resetting_signals=page_signals,
+        restart_after_signal=resetting,
     )
 
 
@@ -280,8 +296,15 @@ def bernoulli_cusum_limit(
         # upper bound: a run of n failures
         hi = up * n_cases
         if _signal_probability_dp(up, down, p0, n_cases, 0) <= alpha:
-            return CusumLimit(0.0, float(_signal_probability_dp(up, down, p0, n_cases, 0)), alpha, n_cases, method,
-                              None, None)
+            return CusumLimit(
+                0.0,
+                float(_signal_probability_dp(up, down, p0, n_cases, 0)),
+                alpha,
+                n_cases,
+                method,
+                None,
+                None,
+            )
         lo = 0  # prob(lo) > alpha ; prob(hi) == 0 <= alpha
         while hi - lo > 1:
             mid = (lo + hi) // 2

@@ -224,7 +224,9 @@ def funnel_limits(
     if method not in ("exact", "normal", "wilson"):
         raise ValueError(f"unknown method {method!r}; expected 'exact', 'normal' or 'wilson'")
     if overdispersion not in (None, "multiplicative", "additive"):
-        raise ValueError(f"overdispersion must be None, 'multiplicative' or 'additive', got {overdispersion!r}")
+        raise ValueError(
+            f"overdispersion must be None, 'multiplicative' or 'additive', got {overdispersion!r}"
+        )
     if overdispersion is not None and dispersion is None:
         raise ValueError(
             "overdispersion adjustment needs dispersion=estimate_overdispersion(events, totals, target)"

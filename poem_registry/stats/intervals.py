@@ -129,11 +129,15 @@ def wilson_interval(
         if x == 0:
             lower = 0.0
         else:
-            lower = (2 * n * p + z * z - 1 - z * math.sqrt(max(0.0, z * z - 2 - 1 / n + 4 * p * (n * q + 1)))) / denom
+            lower = (
+                2 * n * p + z * z - 1 - z * math.sqrt(max(0.0, z * z - 2 - 1 / n + 4 * p * (n * q + 1)))
+            ) / denom
         if x == n:
             upper = 1.0
         else:
-            upper = (2 * n * p + z * z + 1 + z * math.sqrt(max(0.0, z * z + 2 - 1 / n + 4 * p * (n * q - 1)))) / denom
+            upper = (
+                2 * n * p + z * z + 1 + z * math.sqrt(max(0.0, z * z + 2 - 1 / n + 4 * p * (n * q - 1)))
+            ) / denom
     lower, upper = _clip(lower), _clip(upper)
     if x == 0:
         lower = 0.0

@@ -157,7 +157,9 @@ def _tau2_pm(y: np.ndarray, v: np.ndarray) -> float:
     hi = max(1e-8, float(np.var(y, ddof=1)))
     while _generalised_q(hi, y, v) > k - 1:
         hi *= 2.0
-    return float(optimize.brentq(lambda t: _generalised_q(t, y, v) - (k - 1), 0.0, hi, xtol=1e-12, rtol=1e-12))
+    return float(
+        optimize.brentq(lambda t: _generalised_q(t, y, v) - (k - 1), 0.0, hi, xtol=1e-12, rtol=1e-12)
+    )
 
 
 def _reml_nll(tau2: float, y: np.ndarray, v: np.ndarray) -> float:
@@ -181,8 +183,9 @@ def _tau2_reml(y: np.ndarray, v: np.ndarray, tol: float = 1e-12, max_iter: int =
         tau2 = new
     # fixed-point did not settle: minimise the restricted likelihood directly
     upper = max(1.0, 10.0 * float(np.var(y, ddof=1)) + 10.0 * float(np.max(v)))
-    res = optimize.minimize_scalar(_reml_nll, bounds=(0.0, upper), args=(y, v), method="bounded",
-                                   options={"xatol": 1e-12})
+    res = optimize.minimize_scalar(
+        _reml_nll, bounds=(0.0, upper), args=(y, v), method="bounded", options={"xatol": 1e-12}
+    )
     return float(res.x)
 
 
@@ -423,8 +426,15 @@ def pool_proportions(
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        res = pool_estimates(y, v, model=model, tau2=tau2, confidence=confidence, prediction=prediction,
-                             hartung_knapp=hartung_knapp)
+        res = pool_estimates(
+            y,
+            v,
+            model=model,
+            tau2=tau2,
+            confidence=confidence,
+            prediction=prediction,
+            hartung_knapp=hartung_knapp,
+        )
     return PooledProportion(
         estimate=back(res.estimate),
         ci_low=back(res.ci_low),

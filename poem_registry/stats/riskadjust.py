@@ -145,8 +145,15 @@ def fit_logistic_risk_model(
     ses = None if bse is None else {k: float(v) for k, v in zip(all_names, bse, strict=True)}
     p_hat = 1.0 / (1.0 + np.exp(-(design @ params)))
     return RiskModel(
-        feature_names=names, coefficients=coef, standard_errors=ses, method=method, notes=tuple(notes),
-        n=int(yy.size), events=int(yy.sum()), c_statistic=_c_statistic(yy, p_hat), params=params,
+        feature_names=names,
+        coefficients=coef,
+        standard_errors=ses,
+        method=method,
+        notes=tuple(notes),
+        n=int(yy.size),
+        events=int(yy.sum()),
+        c_statistic=_c_statistic(yy, p_hat),
+        params=params,
     )
 
 
@@ -209,8 +216,15 @@ def observed_expected(
         raise ValueError(f"method must be 'exact' or 'byar', got {method!r}")
     ratio = o / e
     return ObservedExpected(
-        observed=o, expected=e, ratio=ratio, ci_low=lo / e, ci_high=hi / e, confidence=conf, method=method,
-        n=int(y.size), rate_adjusted=None if overall_rate is None else ratio * float(overall_rate),
+        observed=o,
+        expected=e,
+        ratio=ratio,
+        ci_low=lo / e,
+        ci_high=hi / e,
+        confidence=conf,
+        method=method,
+        n=int(y.size),
+        rate_adjusted=None if overall_rate is None else ratio * float(overall_rate),
     )
 
 

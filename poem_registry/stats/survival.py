@@ -138,8 +138,18 @@ def kaplan_meier(
         se = np.where(s > 0, s * np.sqrt(var_log), np.nan)
     lo, hi = _interval(s, var_log, z_for(conf), ci)
     return KaplanMeier(
-        time=times, at_risk=n_risk, events=d, censored=c, survival=s, greenwood_se=se,
-        ci_low=lo, ci_high=hi, confidence=conf, ci=ci, n=int(t.size), last_time=float(times[-1]),
+        time=times,
+        at_risk=n_risk,
+        events=d,
+        censored=c,
+        survival=s,
+        greenwood_se=se,
+        ci_low=lo,
+        ci_high=hi,
+        confidence=conf,
+        ci=ci,
+        n=int(t.size),
+        last_time=float(times[-1]),
     )
 
 
