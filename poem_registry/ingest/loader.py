@@ -21,7 +21,14 @@ import duckdb
 import pandas as pd
 
 from poem_registry.adapters import get_adapter
-from poem_registry.adapters.base import SOURCE_FILE, SOURCE_ROW, AdapterOutput, Delivery, DeliveryError, Finding
+from poem_registry.adapters.base import (
+    SOURCE_FILE,
+    SOURCE_ROW,
+    AdapterOutput,
+    Delivery,
+    DeliveryError,
+    Finding,
+)
 from poem_registry.adapters.files import delivery_fingerprint, sha256_bytes
 from poem_registry.contract import load_contract
 from poem_registry.faults import fault_point
@@ -205,8 +212,11 @@ class SiteIngestor:
         return self.adapter.discover(self.site, self.settings.landing_dir)
 
     def _sql_watermark(self) -> str | None:
-        row = self.con.execute("select max(record_updated_at) from raw.procedures where _site_id = ?",
-                               [self.site.site_id]).fetchone()
+        # The last committed pull's upper bound, not max(record_updated_at) of one table: child tables may
+        # change after their procedures, and the adapter pulls every table up to the same bound.
+        row = self.con.execute(
+            "select max(extracted_at) from ingest.batches where site_id = ? "
+            "and status in ('committed', 'partially_quarantined')", [self.site.site_id]).fetchone()
         return row[0].isoformat(sep=" ") if row and row[0] else None
 
     def _fingerprint(self, delivery: Delivery) -> str:
