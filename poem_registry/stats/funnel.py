@@ -290,14 +290,20 @@ def classify_against_limits(
     lim = funnel_limits(target, n, levels, method, overdispersion, dispersion)
     y = x / n
     order = np.argsort(lim.levels)[::-1]  # widest first
+    # The interpolated exact limits are continuous, so at small n a site at 0% or 100% can sit just past a
+    # limit although its count is not unusual (12/12 at p0=0.93 happens 40% of the time). With the exact
+    # method a site is only flagged when its binomial tail probability is also beyond the level.
+    upper_tail = stats.binom.sf(x - 1, n, target) if method == "exact" and not overdispersion else None
+    lower_tail = stats.binom.cdf(x, n, target) if upper_tail is not None else None
     out: list[str] = []
     for i in range(n.size):
         label = "within"
         for j in order:
-            if y[i] > lim.upper[j, i]:
+            tail = (1 - lim.levels[j]) / 2
+            if y[i] > lim.upper[j, i] and (upper_tail is None or upper_tail[i] < tail):
                 label = f"above_{level_label(lim.levels[j])}"
                 break
-            if y[i] < lim.lower[j, i]:
+            if y[i] < lim.lower[j, i] and (lower_tail is None or lower_tail[i] < tail):
                 label = f"below_{level_label(lim.levels[j])}"
                 break
         out.append(label)

@@ -180,3 +180,16 @@ def test_labels_and_as_dict():
     assert set(d) >= {"lower_95", "upper_95", "lower_99_8", "upper_99_8", "trials"}
     labels = classify_against_limits([0, 9, 1], [10, 10, 10], 0.1)
     assert labels[1] == "above_99_8" and labels[2] == "within"
+
+
+def test_exact_classification_does_not_flag_a_common_full_score_at_small_n():
+    """12/12 at p0 = 0.926 has P(R = 12) = 0.40: within the limits, although 1.0 > the interpolated limit."""
+    from scipy import stats as sps
+
+    from poem_registry.stats import classify_against_limits, funnel_limits
+
+    assert sps.binom.pmf(12, 12, 0.926) > 0.39
+    assert funnel_limits(0.926, [12], method="exact").upper.max() < 1.0
+    assert classify_against_limits([12], [12], 0.926, method="exact") == ["within"]
+    # a genuinely extreme site still is flagged: 0/40 when 93% is expected
+    assert classify_against_limits([0], [40], 0.93, method="exact") == ["below_99_8"]
