@@ -6,6 +6,7 @@ SHA-256 hashes are checked before anything is loaded.
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import re
@@ -70,8 +71,11 @@ def parse_csv_bytes(data: bytes, file_name: str, site_id: str, *, encoding: str 
         raise DeliveryError(f"site {site_id}: {file_name} is not a well-formed CSV ({exc}); "
                             "check quoting and the number of fields per row", file_name=file_name,
                             rule="csv_well_formed") from exc
+    # pandas renames repeated names to "x.1"; read the header ourselves to catch them.
+    header = next(csv.reader(io.StringIO(text.split("\n", 1)[0]), delimiter=delimiter))
+    header = [h.strip() for h in header]
     frame.columns = [str(c).strip() for c in frame.columns]
-    dupes = frame.columns[frame.columns.duplicated()].tolist()
+    dupes = sorted({h for h in header if header.count(h) > 1})
     if dupes:
         raise DeliveryError(f"site {site_id}: {file_name} has duplicate column(s) {dupes}",
                             file_name=file_name, rule="header_unique")
