@@ -46,8 +46,8 @@ def run_build(settings: Settings, *, as_of: date | None = None, run_id: str | No
             progress(f"  {node.status}: {node.name} {node.message or ''}")
     progress(f"dbt build: {result.summary_line()}")
     if not result.success:
-        raise RuntimeError(f"dbt build failed: {result.summary_line()}; see {settings.dbt_project_dir}/target/"
-                           "run_results.json and the log above for the failing model or test")
+        raise RuntimeError(f"dbt build failed: {result.summary_line()}; see {result.run_results_path} "
+                           "and the log above for the failing model or test")
     return {"success": result.success, "nodes": len(result.nodes), "summary": result.summary_line()}
 
 

@@ -12,7 +12,18 @@
     An as_of earlier than the one the table was built at cannot be applied
     incrementally (later versions are already merged in): that needs
     --full-refresh, which poem_registry.build.run_dbt adds by itself. -#}
-{% macro latest_version(relation, key_columns, has_record_updated_at=true) -%}
+{% macro latest_version(table_name, key_columns) -%}
+{%- set relation = source('registry', table_name) -%}
+{#- Columns of the physical raw table. It is looked up by name rather than through
+    source(), which is a fixture CTE inside unit tests. -#}
+{%- set columns = [] -%}
+{%- if execute -%}
+    {%- set raw_table = adapter.get_relation(database=target.database, schema=var('raw_schema', 'raw'), identifier=table_name) -%}
+    {%- if raw_table is none -%}
+        {{ exceptions.raise_compiler_error("Raw table " ~ var('raw_schema', 'raw') ~ "." ~ table_name ~ " does not exist: run ingestion (poem_registry.warehouse.ensure_schema) first.") }}
+    {%- endif -%}
+    {%- set columns = adapter.get_columns_in_relation(raw_table) | map(attribute='name') | list -%}
+{%- endif -%}
 {%- set as_of = as_of_date() -%}
 {%- set keys = ['_site_id'] + key_columns -%}
 {%- if is_incremental() and execute -%}
@@ -21,7 +32,6 @@
     {%- if built is not none and requested < built -%}
         {{ exceptions.raise_compiler_error(this ~ " was built as of " ~ built ~ "; as_of " ~ requested ~ " is earlier and needs a full rebuild: run dbt with --full-refresh (poem_registry.build.run_dbt does this when given a past as_of).") }}
     {%- endif -%}
-    {%- set columns = adapter.get_columns_in_relation(this) | map(attribute='name') | reject('equalto', '_built_as_of') | list -%}
 {%- endif -%}
 with new_rows as (
     select *
@@ -36,8 +46,8 @@ with new_rows as (
 ),
 
 candidates as (
-    {%- if is_incremental() %}
     select {{ columns | join(', ') }} from new_rows
+    {%- if is_incremental() %}
     union all
     select {{ columns | join(', ') }}
     from {{ this }} as stored
@@ -45,8 +55,6 @@ candidates as (
         select 1 from new_rows
         where {% for k in keys %}new_rows.{{ k }} = stored.{{ k }}{% if not loop.last %} and {% endif %}{% endfor %}
     )
-    {%- else %}
-    select * from new_rows
     {%- endif %}
 ),
 
@@ -56,7 +64,7 @@ ranked as (
         row_number() over (
             partition by {{ keys | join(', ') }}
             order by
-                {% if has_record_updated_at %}record_updated_at desc nulls last,{% endif %}
+                record_updated_at desc nulls last,
                 _extracted_at desc,
                 _batch_seq desc
         ) as version_rank
@@ -64,13 +72,7 @@ ranked as (
 )
 
 select
-    {%- if is_incremental() %}
     {{ columns | join(',\n    ') }},
-    {%- else %}
-    {%- for c in adapter.get_columns_in_relation(relation) if execute %}
-    {{ c.name }},
-    {%- endfor %}
-    {%- endif %}
     {{ as_of }} as _built_as_of
 from ranked
 where version_rank = 1

@@ -1,3 +1,3 @@
 {{ config(unique_key=['_site_id', 'event_id'], incremental_strategy='delete+insert', on_schema_change='fail') }}
 
-{{ latest_version(source('registry', 'reinterventions'), ['event_id']) }}
+{{ latest_version('reinterventions', ['event_id']) }}
