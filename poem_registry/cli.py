@@ -91,14 +91,14 @@ def synth(
     sites_dir: SitesOpt = None,
 ) -> None:
     """Generate realistic multi-site demo deliveries (several extracts per site, corrections, defects)."""
-    from poem_registry.synth import generate
+    from poem_registry.synth import generate, summary_text
 
     settings = _settings(home, sites_dir)
     target = out or settings.landing_dir
     summary = generate(target, sites=sites, years=years, seed=seed, scale=scale, sites_dir=settings.sites_dir,
                        progress=_progress)
+    typer.echo(summary_text(summary))
     typer.echo(f"wrote demo deliveries to {target}")
-    typer.echo(json.dumps(summary.headline() if hasattr(summary, "headline") else {}, indent=2, default=str))
 
 
 @app.command()

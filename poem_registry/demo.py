@@ -17,8 +17,8 @@ def run_demo(settings: Settings, *, seed: int = 42, in_process: bool = False,
     settings.ensure_dirs()
     progress(f"[1/3] generating demo deliveries for the sites in {settings.sites_dir} (seed {seed}) ...")
     summary = generate(settings.landing_dir, seed=seed, sites_dir=settings.sites_dir, progress=progress)
-    for var, url in getattr(summary, "sql_urls", {}).items():
-        os.environ.setdefault(var, url)
+    for source in summary.sql_urls.values():
+        os.environ.setdefault(source["env"], source["url"])
     if in_process:
         from poem_registry.pipeline import run_all
 

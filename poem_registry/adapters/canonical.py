@@ -120,8 +120,8 @@ def _check_manifest(manifest_bytes: bytes, members: dict[str, bytes], frames: di
                                 "changed or was truncated in transfer. Deliver it again.", file_name=name,
                                 rule="manifest_hash")
         entity = load_contract().entity_for_file(name)
-        if entity and meta.get("rows") is not None and entity.name in frames:
-            if int(meta["rows"]) != len(frames[entity.name]):
+        if (entity and meta.get("rows") is not None and entity.name in frames
+                and int(meta["rows"]) != len(frames[entity.name])):
                 raise DeliveryError(f"site {site_id}: {name} has {len(frames[entity.name])} data rows but "
                                     f"manifest.json says {meta['rows']}", file_name=name, rule="manifest_rows")
     for name in members:

@@ -272,7 +272,6 @@ class SiteIngestor:
         checks: list = []
         rows_withdrawn = 0
         delivered_procedures = pd.DataFrame(columns=["procedure_id", "procedure_date"])
-        entities = load_contract().entities
         for entity_name in ENTITY_ORDER:
             frame = output.frames.get(entity_name)
             if frame is not None and len(frame) and frame[SOURCE_FILE].iloc[0] in repeated:
