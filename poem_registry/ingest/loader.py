@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from poem_registry.adapters import get_adapter
@@ -56,8 +57,6 @@ class BatchOutcome:
     rows_quarantined: dict[str, int] = field(default_factory=dict)
     rows_withdrawn: int = 0
     quarantine_path: str | None = None
-    checks_passed: int = 0
-    checks_failed: int = 0
 
     @property
     def loaded(self) -> int:
@@ -73,6 +72,8 @@ class IngestSummary:
     run_id: str
     outcomes: list[BatchOutcome] = field(default_factory=list)
     site_errors: dict[str, str] = field(default_factory=dict)
+    checks_passed: int = 0
+    checks_failed: int = 0
 
     @property
     def rows_loaded(self) -> int:
@@ -96,13 +97,35 @@ class IngestSummary:
             "rows_quarantined": self.rows_quarantined,
             "committed_batches": self.committed_batches,
             "site_errors": self.site_errors,
+            "checks_passed": self.checks_passed,
+            "checks_failed": self.checks_failed,
             "batches": [
                 {k: getattr(o, k) for k in ("site_id", "extract_id", "batch_id", "status", "message",
                                              "rows_loaded", "rows_quarantined", "rows_withdrawn",
-                                             "quarantine_path", "checks_passed", "checks_failed")}
+                                             "quarantine_path")}
                 for o in self.outcomes
             ],
         }
+
+
+@dataclass
+class _Pending:
+    """A delivery read but not yet committed, with what validation decided about each entity."""
+
+    delivery: Delivery
+    output: AdapterOutput
+    batch_id: str
+    fingerprint: str
+    started: datetime
+    findings: list[Finding]
+    file_hashes: dict[str, str]
+    repeated: set[str] = field(default_factory=set)
+    error: str | None = None
+    typed: dict[str, pd.DataFrame] = field(default_factory=dict)
+    rejected_mask: dict[str, np.ndarray] = field(default_factory=dict)
+    delivered: dict[str, pd.DataFrame] = field(default_factory=dict)
+    failures: list[pd.DataFrame] = field(default_factory=list)
+    procedures: pd.DataFrame | None = None
 
 
 def _now() -> datetime:
@@ -175,6 +198,7 @@ class SiteIngestor:
         self.today = today or date.today()
         self.progress = progress or (lambda msg: None)
         self.adapter = get_adapter(site.adapter)
+        self.checks: list = []
 
     # -- ledger ---------------------------------------------------------------
     def _seen_fingerprint(self, fingerprint: str) -> tuple[str, str] | None:
@@ -199,11 +223,19 @@ class SiteIngestor:
 
     # -- main -----------------------------------------------------------------
     def run(self) -> list[BatchOutcome]:
+        """Read every pending delivery, validate them together, commit each in its own transaction."""
         deliveries = self._discover()
-        outcomes = []
+        outcomes: list[BatchOutcome] = []
+        pending: list[_Pending] = []
         for i, delivery in enumerate(deliveries, 1):
-            self.progress(f"  {self.site.site_id}: delivery {i}/{len(deliveries)} ({delivery.extract_id})")
-            outcomes.append(self.ingest_delivery(delivery))
+            self.progress(f"  {self.site.site_id}: reading delivery {i}/{len(deliveries)} ({delivery.extract_id})")
+            result = self._read(delivery)
+            if isinstance(result, BatchOutcome):
+                outcomes.append(result)
+            else:
+                pending.append(result)
+        if pending:
+            outcomes += self._validate_and_commit(pending)
         return outcomes
 
     def _discover(self) -> list[Delivery]:
@@ -225,7 +257,7 @@ class SiteIngestor:
             return delivery_fingerprint(path)
         return hashlib.sha256(f"{delivery.site_id}/{delivery.extract_id}".encode()).hexdigest()
 
-    def ingest_delivery(self, delivery: Delivery) -> BatchOutcome:
+    def _read(self, delivery: Delivery) -> _Pending | BatchOutcome:
         site_id = self.site.site_id
         fingerprint = self._fingerprint(delivery)
         seen = self._seen_fingerprint(fingerprint)
@@ -248,68 +280,119 @@ class SiteIngestor:
                 f"site {site_id}: the {self.site.adapter} adapter could not read extract {delivery.extract_id} "
                 f"({type(exc).__name__}: {exc}). Check the files against the site's mapping.", {}, [],
                 "delivery_readable")
-        return self._process(delivery, output, batch_id, fingerprint, started)
+        findings = list(output.findings) + _guard_columns(output, self.site)
+        file_hashes = {name: sha256_bytes(data) for name, data in output.files.items() if data is not None}
+        return _Pending(delivery, output, batch_id, fingerprint, started, findings, file_hashes)
 
-    def _process(self, delivery: Delivery, output: AdapterOutput, batch_id: str, fingerprint: str,
-                 started: datetime) -> BatchOutcome:
+    def _validate_and_commit(self, pending: list[_Pending]) -> list[BatchOutcome]:
+        """One GX pass per entity over all pending deliveries of the site (GX's cost is per call, not per row)."""
         from poem_registry.quality.delivery import not_applicable_results, validate_delivery
+        from poem_registry.quality.results import store_results
 
         site_id = self.site.site_id
-        file_hashes = {name: sha256_bytes(data) for name, data in output.files.items() if data is not None}
-        findings = list(output.findings) + _guard_columns(output, self.site)
+        contract = load_contract()
         seen_files = self._seen_files()
-        repeated = {n for n, h in file_hashes.items() if h in seen_files}
-        for name in sorted(repeated):
-            findings.append(Finding(rule="file_already_loaded", category="ledger", severity="info",
-                                    message=f"{name} is identical to a file already loaded in batch "
-                                            f"{seen_files[file_hashes[name]]}; its rows were not loaded again",
-                                    file_name=name))
+        for p in pending:  # a file identical to one already loaded (or earlier in this run) is not loaded again
+            for name, digest in sorted(p.file_hashes.items()):
+                if digest in seen_files:
+                    p.repeated.add(name)
+                    p.findings.append(Finding(
+                        rule="file_already_loaded", category="ledger", severity="info",
+                        message=f"{name} is identical to a file already loaded in batch {seen_files[digest]}; "
+                                f"its rows were not loaded again", file_name=name))
+                else:
+                    seen_files[digest] = p.batch_id
         known = self._known_procedures()
+        checks: list = []
+        for entity_name in ENTITY_ORDER:
+            entity = contract.entities[entity_name]
+            parts = []
+            for i, p in enumerate(pending):
+                frame = p.output.frames.get(entity_name)
+                if p.error or frame is None or (len(frame) and frame[SOURCE_FILE].iloc[0] in p.repeated):
+                    continue
+                missing = [c for c in entity.required_columns if c not in frame.columns]
+                if missing:
+                    p.error = (f"site {site_id}: {entity.file} in extract {p.delivery.extract_id} lacks the "
+                               f"required column(s) {', '.join(missing)}: add them to the export (or map them in "
+                               f"sites/{site_id}.yml) and deliver the extract again")
+                    continue
+                parts.append((i, frame))
+            if not parts:
+                checks += not_applicable_results(entity_name, site_id, pending[-1].delivery.extract_id)
+                continue
+            self.progress(f"  {site_id}: validating {entity_name} ({sum(len(f) for _, f in parts)} rows, "
+                          f"{len(parts)} deliveries)")
+            combined = pd.concat([f.assign(_part=str(i)) for i, f in parts], ignore_index=True)
+            delivered = pd.concat([p.procedures for p in pending if p.procedures is not None] or [known])
+            parents = pd.concat([known, delivered]).drop_duplicates("procedure_id", keep="last")
+            validation = validate_delivery(
+                entity_name, combined, site_id=site_id,
+                extract_id="+".join(pending[i].delivery.extract_id for i, _ in parts),
+                known_parent_ids=set(parents["procedure_id"].dropna()),
+                parent_dates=dict(zip(parents["procedure_id"], parents["procedure_date"], strict=False)),
+                today=self.today, partition_column="_part")
+            checks += validation.checks
+            mask = validation.rejected_mask.reindex(validation.typed.index, fill_value=False).astype(bool)
+            failures = validation.row_failures
+            for i, _ in parts:
+                p = pending[i]
+                if str(i) in validation.batch_errors:
+                    p.error = f"site {site_id}: {validation.batch_errors[str(i)]}"
+                    continue
+                in_part = (combined["_part"] == str(i)).to_numpy()
+                p.typed[entity_name] = validation.typed[in_part].drop(columns=["_part"])
+                p.rejected_mask[entity_name] = mask[in_part].to_numpy()
+                p.delivered[entity_name] = combined[in_part].drop(columns=["_part"])
+                if len(failures):
+                    p.failures.append(failures[failures["partition"] == str(i)].drop(columns=["partition"]))
+                if entity_name == "procedures":
+                    good = p.typed[entity_name][~p.rejected_mask[entity_name]]
+                    p.procedures = good[["procedure_id", "procedure_date"]]
+        outcomes = []
+        for p in pending:
+            if p.error:
+                outcomes.append(self._quarantine_whole(p.delivery, p.batch_id, p.fingerprint, p.started, p.error,
+                                                       p.file_hashes, p.findings, "batch_structure"))
+            else:
+                outcomes.append(self._commit_pending(p))
+        self.con.begin()
+        try:
+            store_results(self.con, checks, run_id=self.run_id, stage="delivery", site_id=site_id,
+                          extract_id=pending[-1].delivery.extract_id)
+            self.con.commit()
+        except BaseException:
+            self.con.rollback()
+            raise
+        self.checks = checks
+        return outcomes
+
+    def _commit_pending(self, p: _Pending) -> BatchOutcome:
+        site_id = self.site.site_id
         withdrawn = self._withdrawn_keys()
         accepted: dict[str, pd.DataFrame] = {}
         rejected: dict[str, pd.DataFrame] = {}
-        failures: list[pd.DataFrame] = []
-        checks: list = []
         rows_withdrawn = 0
-        delivered_procedures = pd.DataFrame(columns=["procedure_id", "procedure_date"])
         for entity_name in ENTITY_ORDER:
-            frame = output.frames.get(entity_name)
-            if frame is not None and len(frame) and frame[SOURCE_FILE].iloc[0] in repeated:
-                frame = None
-            if frame is None:
-                checks += not_applicable_results(entity_name, site_id, delivery.extract_id)
+            if entity_name not in p.typed:
                 continue
-            parent_dates = pd.concat([known, delivered_procedures]).drop_duplicates("procedure_id", keep="last")
-            validation = validate_delivery(
-                entity_name, frame, site_id=site_id, extract_id=delivery.extract_id,
-                known_parent_ids=set(parent_dates["procedure_id"].dropna()),
-                parent_dates=dict(zip(parent_dates["procedure_id"], parent_dates["procedure_date"], strict=False)),
-                today=self.today)
-            checks += validation.checks
-            if validation.batch_error:
-                return self._quarantine_whole(delivery, batch_id, fingerprint, started, validation.batch_error,
-                                              file_hashes, findings, "batch_structure", checks=checks)
-            typed = validation.typed
-            mask = validation.rejected_mask.reindex(typed.index, fill_value=False).astype(bool)
-            if len(validation.row_failures):
-                failures.append(validation.row_failures)
+            typed, mask, frame = p.typed[entity_name], p.rejected_mask[entity_name], p.delivered[entity_name]
             good = _identifier_safe(typed[~mask], entity_name, site_id, self.pseudo)
-            bad = _identifier_safe(frame[mask.to_numpy()], entity_name, site_id, self.pseudo)
+            bad = _identifier_safe(frame[mask], entity_name, site_id, self.pseudo)
             if len(bad):
-                reasons = (validation.row_failures[validation.row_failures["severity"] == "critical"]
-                           .groupby("source_row")["rule"].agg(lambda s: "; ".join(sorted(set(s)))))
-                bad = bad.assign(_reasons=bad[SOURCE_ROW].map(reasons))
-                rejected[entity_name] = bad
+                failures = pd.concat(p.failures, ignore_index=True) if p.failures else pd.DataFrame()
+                critical = failures[(failures["severity"] == "critical")
+                                    & (failures["source_file"] == bad[SOURCE_FILE].iloc[0])]
+                reasons = critical.groupby("source_row")["rule"].agg(lambda s: "; ".join(sorted(set(s))))
+                rejected[entity_name] = bad.assign(_reasons=bad[SOURCE_ROW].map(reasons))
             good, n_withdrawn = self._drop_withdrawn(entity_name, good, withdrawn, accepted)
             rows_withdrawn += n_withdrawn
-            if entity_name == "procedures":
-                delivered_procedures = good[["procedure_id", "procedure_date"]]
             if entity_name == "withdrawals":
                 withdrawn |= set(good["patient_key"].dropna())
             accepted[entity_name] = good
-        row_failures = pd.concat(failures, ignore_index=True) if failures else pd.DataFrame()
-        return self._commit(delivery, output, batch_id, fingerprint, started, accepted, rejected, row_failures,
-                            findings, checks, file_hashes, rows_withdrawn)
+        row_failures = pd.concat(p.failures, ignore_index=True) if p.failures else pd.DataFrame()
+        return self._commit(p.delivery, p.output, p.batch_id, p.fingerprint, p.started, accepted, rejected,
+                            row_failures, p.findings, p.file_hashes, rows_withdrawn)
 
     def _drop_withdrawn(self, entity_name: str, frame: pd.DataFrame, withdrawn: set[str],
                         accepted: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, int]:
@@ -334,14 +417,10 @@ class SiteIngestor:
         return self.con.execute("select nextval('ingest.batch_seq')").fetchone()[0]
 
     def _commit(self, delivery, output, batch_id, fingerprint, started, accepted, rejected, row_failures,
-                findings, checks, file_hashes, rows_withdrawn) -> BatchOutcome:
-        from poem_registry.quality.results import store_results
-
+                findings, file_hashes, rows_withdrawn) -> BatchOutcome:
         site_id = self.site.site_id
         extracted_at = _parse_extracted_at(output.extracted_at or delivery.extracted_at)
         outcome = BatchOutcome(site_id, delivery.extract_id, batch_id, "committed", rows_withdrawn=rows_withdrawn)
-        outcome.checks_passed = sum(c.status == "pass" for c in checks)
-        outcome.checks_failed = sum(c.status in ("fail", "error") for c in checks)
         quarantine_path = None
         if any(len(r) for r in rejected.values()):
             outcome.status = "partially_quarantined"
@@ -379,8 +458,6 @@ class SiteIngestor:
                 con.execute("insert or ignore into ingest.files values (?, ?, ?, ?, ?, ?, ?)",
                             [digest, site_id, delivery.extract_id, name, batch_id, n, loaded_at])
             self._record_findings(batch_id, delivery, findings, row_failures, loaded_at)
-            store_results(con, checks, run_id=self.run_id, stage="delivery", site_id=site_id,
-                          extract_id=delivery.extract_id, batch_id=batch_id)
             fault_point("ingest.before_final_commit")
             con.commit()
         except BaseException:
@@ -459,8 +536,8 @@ class SiteIngestor:
             finally:
                 self.con.unregister("_findings")
 
-    def _quarantine_whole(self, delivery, batch_id, fingerprint, started, reason, file_hashes, findings, rule,
-                          checks=None) -> BatchOutcome:
+    def _quarantine_whole(self, delivery, batch_id, fingerprint, started, reason, file_hashes, findings,
+                          rule) -> BatchOutcome:
         report = QuarantineReport(site_id=self.site.site_id, extract_id=delivery.extract_id, batch_id=batch_id,
                                   whole_batch=True, reason=reason, files=file_hashes,
                                   findings=[f.__dict__ for f in findings])
@@ -475,11 +552,6 @@ class SiteIngestor:
                                _parse_extracted_at(delivery.extracted_at), outcome, path)
             self._record_findings(batch_id, delivery, [*findings, Finding(
                 rule=rule, category="conformance", severity="critical", message=reason)], pd.DataFrame(), _now())
-            if checks:
-                from poem_registry.quality.results import store_results
-
-                store_results(con, checks, run_id=self.run_id, stage="delivery", site_id=self.site.site_id,
-                              extract_id=delivery.extract_id, batch_id=batch_id)
             con.commit()
         except BaseException:
             con.rollback()
@@ -510,13 +582,16 @@ def ingest(settings: Settings, *, site_ids: list[str] | None = None, run_id: str
         for n, site in enumerate(sites, 1):
             progress(f"[{n}/{len(sites)}] ingesting site {site.site_id} ({site.adapter})")
             try:
-                outcomes = SiteIngestor(settings, site, con, pseudo, summary.run_id, today, progress).run()
+                ingestor = SiteIngestor(settings, site, con, pseudo, summary.run_id, today, progress)
+                outcomes = ingestor.run()
             except Exception as exc:
                 log.exception("site %s failed", site.site_id)
                 summary.site_errors[site.site_id] = f"{type(exc).__name__}: {exc}"
                 progress(f"  {site.site_id}: FAILED: {exc}")
                 continue
             summary.outcomes += outcomes
+            summary.checks_passed += sum(c.status == "pass" for c in ingestor.checks)
+            summary.checks_failed += sum(c.status in ("fail", "error") for c in ingestor.checks)
             for o in outcomes:
                 progress(f"  {site.site_id}/{o.extract_id}: {o.status}: {o.message}")
     return summary
