@@ -76,8 +76,9 @@ def run_validate(settings: Settings, *, run_id: str, progress: Progress = _quiet
     failed = sum(c.status in ("fail", "error") for c in validation.checks)
     progress(f"mart checks: {passed} passed, {failed} failed; publishing "
              + ("allowed" if gate.publish_allowed else "BLOCKED: " + "; ".join(gate.reasons)))
-    return {"publish_allowed": gate.publish_allowed, "reasons": list(gate.reasons), "checks_passed": passed,
-            "checks_failed": failed}
+    for warning in validation.as_dict()["warnings"]:
+        progress(f"  warning: {warning}")
+    return {**validation.as_dict(), "checks_passed": passed, "checks_failed": failed}
 
 
 def run_publish(settings: Settings, *, run_id: str, as_of: date | None = None, period: str | None = None,

@@ -3,7 +3,9 @@
       centre = (p + z²/2n) / (1 + z²/n)
       half   = z·sqrt(p(1-p)/n + z²/4n²) / (1 + z²/n)
     Renders "<lower> as <prefix>_lower, <upper> as <prefix>_upper"; both are null
-    when den = 0. Portable SQL (no adapter-specific functions). -#}
+    when den = 0. Portable SQL (no adapter-specific functions). The interval always
+    contains p mathematically; the bounds are clamped to p so floating-point rounding
+    (1 - 2e-16 at p = 1) cannot put the rate outside its own interval. -#}
 {% macro wilson_interval(num, den, z=none, prefix='ci') -%}
     {{ wilson_bound(num, den, z, 'lower') }} as {{ prefix }}_lower,
     {{ wilson_bound(num, den, z, 'upper') }} as {{ prefix }}_upper
@@ -15,10 +17,10 @@
     {%- set p = '(cast(' ~ num ~ ' as ' ~ poem_double() ~ ') / nullif(' ~ n ~ ', 0))' -%}
     {%- set sign = '-' if bound == 'lower' else '+' -%}
     case when {{ den }} > 0 then
-        {%- if bound == 'lower' %} greatest(0.0, {% else %} least(1.0, {% endif -%}
+        {%- if bound == 'lower' %} least({{ p }}, greatest(0.0, {% else %} greatest({{ p }}, least(1.0, {% endif -%}
         ({{ p }} + ({{ z }} * {{ z }}) / (2 * {{ n }})
           {{ sign }} {{ z }} * sqrt({{ p }} * (1 - {{ p }}) / {{ n }} + ({{ z }} * {{ z }}) / (4 * {{ n }} * {{ n }})))
-        / (1 + ({{ z }} * {{ z }}) / {{ n }}))
+        / (1 + ({{ z }} * {{ z }}) / {{ n }})))
     end
 {%- endmacro %}
 
