@@ -39,17 +39,21 @@ TABLES: dict[str, Table] = {
             "period_type",
             "period_start",
             "period_end",
-            "denominator_type",
             "numerator",
             "denominator",
             "rate",
-            "ci_low",
-            "ci_high",
             "ci_method",
             "suppressed",
             "benchmark_value",
             "benchmark_citation",
-        ),
+        )
+        | {
+            "denominator_type": "denominator_variant",
+            "ci_low": "ci_lower",
+            "ci_high": "ci_upper",
+            "benchmark_provenance_tag": "benchmark_provenance_tag",
+            "statistic": "statistic",
+        },
         ("measure_id", "denominator_type", "site_id", "period_type", "period_start"),
     ),
     "measure_catalog": Table(
@@ -85,7 +89,8 @@ TABLES: dict[str, Table] = {
         ),
         ("benchmark_key",),
     ),
-    "sites": Table("marts.dim_site", _same("site_id", "site_name", "country"), ("site_id",)),
+    # dim_site has no names: reports name sites from the site YAML (settings.sites_dir).
+    "sites": Table("marts.dim_site", _same("site_id", "n_index_poems", "last_procedure_date"), ("site_id",)),
     "adverse_events": Table(
         "marts.mart_adverse_events",
         _same(
@@ -95,6 +100,7 @@ TABLES: dict[str, Table] = {
             "event_class",
             "ae_type",
             "asge_severity",
+            "asge_severity_rank",
             "n_events",
             "n_patients",
         ),
@@ -102,13 +108,14 @@ TABLES: dict[str, Table] = {
     ),
     "la_grade": Table(
         "marts.mart_reflux_la_grade",
-        _same("site_id", "period_type", "period_start", "la_grade", "n_patients"),
+        _same("site_id", "period_type", "period_start", "la_grade", "la_grade_rank", "n_patients"),
         ("site_id", "la_grade"),
     ),
     "funnel": Table(
         "analytics.funnel",
         _same(
             "measure_id",
+            "denominator_type",
             "period_type",
             "period_start",
             "period_end",
@@ -127,13 +134,15 @@ TABLES: dict[str, Table] = {
             "lower_998",
             "upper_998",
             "classification",
+            "n_sites",
         ),
-        ("measure_id", "period_type", "period_start", "site_id"),
+        ("measure_id", "denominator_type", "period_type", "period_start", "site_id"),
     ),
     "funnel_curve": Table(
         "analytics.funnel_curve",
         _same(
             "measure_id",
+            "denominator_type",
             "period_type",
             "period_start",
             "period_end",
@@ -144,7 +153,7 @@ TABLES: dict[str, Table] = {
             "lower_998",
             "upper_998",
         ),
-        ("measure_id", "period_type", "period_start", "n"),
+        ("measure_id", "denominator_type", "period_type", "period_start", "n"),
     ),
     "learning_curve": Table(
         "analytics.learning_curve",
@@ -166,6 +175,8 @@ TABLES: dict[str, Table] = {
             "beta",
             "odds_multiplier",
             "signal",
+            "racusum_false_signal_probability",
+            "note",
         ),
         ("site_id", "operator_label", "case_number"),
     ),
@@ -183,7 +194,9 @@ TABLES: dict[str, Table] = {
         "analytics.pooled",
         _same(
             "measure_id",
+            "denominator_type",
             "stratum",
+            "period_type",
             "k",
             "n_total",
             "events",
@@ -197,8 +210,11 @@ TABLES: dict[str, Table] = {
             "model",
             "transform",
             "tau2_method",
+            "is_default",
+            "q_p",
+            "ci_method",
         ),
-        ("measure_id", "stratum"),
+        ("measure_id", "denominator_type", "stratum", "tau2_method"),
     ),
     "check_results": Table(
         "quality.check_results",
@@ -206,17 +222,24 @@ TABLES: dict[str, Table] = {
             "run_id",
             "stage",
             "site_id",
-            "check_name",
             "category",
             "severity",
             "status",
-            "table_name",
             "column_name",
-            "observed",
-            "threshold",
             "message",
             "run_at",
-        ),
+            "suite",
+            "unexpected_count",
+            "element_count",
+            "note",
+            "threshold_percent",
+        )
+        | {
+            "check_name": "check_id",
+            "table_name": "entity",
+            "observed": "unexpected_percent",
+            "threshold": "threshold_percent",
+        },
         ("run_at", "site_id", "check_name"),
     ),
     "batches": Table(
@@ -255,6 +278,15 @@ class ReportData:
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self.con = con
         self._existing: dict[str, set[str] | None] = {}
+        self._frames: dict[tuple, pd.DataFrame] = {}
+        #: Per-edition memo for derived frames (suppressed measures, scorecards...): see :meth:`memo`.
+        self._memo: dict[tuple, object] = {}
+
+    def memo(self, key: tuple, compute):
+        """``compute()`` once per edition for ``key`` (derived frames reused by every page)."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
     def _columns_of(self, relation: str) -> set[str] | None:
         if relation not in self._existing:
@@ -274,7 +306,14 @@ class ReportData:
         """Rows of table ``key`` with report column names; ``where`` uses report column names.
 
         Missing columns come back as NULL, a missing table as an empty frame with the columns.
+        Each distinct query runs once per :class:`ReportData` (one edition); callers get a copy.
         """
+        cache_key = (key, where, tuple(params or ()))
+        if cache_key not in self._frames:
+            self._frames[cache_key] = self._read(key, where, params)
+        return self._frames[cache_key].copy()
+
+    def _read(self, key: str, where: str | None, params: list | None) -> pd.DataFrame:
         table = TABLES[key]
         existing = self._columns_of(table.relation)
         if existing is None:

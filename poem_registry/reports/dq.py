@@ -9,7 +9,6 @@ from the latest result of every check.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from datetime import date
 
@@ -24,17 +23,103 @@ FAILING = ("fail", "error")
 CHECK_KEY = ["stage", "site_id", "check_name", "column_name"]
 
 
+STATUS_ORDER = {"error": 0, "fail": 1, "pass": 2, "not_applicable": 3}
+
+
+def _worst_status(statuses: pd.Series) -> str:
+    return min(statuses.astype(str), key=lambda v: STATUS_ORDER.get(v, 4))
+
+
+def _run_order(cr: pd.DataFrame) -> pd.DataFrame:
+    """Runs of each stage and site, newest first (run_at of the run's first check)."""
+    runs = cr.groupby(["stage", "site_id", "run_id"], as_index=False, dropna=False)["run_at"].min()
+    return runs.sort_values(["stage", "site_id", "run_at", "run_id"], ascending=[True, True, False, False])
+
+
+def _aggregate_run(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per check of one run (a delivery run checks every batch and file: worst status wins)."""
+    if rows.empty:
+        return pd.DataFrame(columns=CARD_COLUMNS)
+    keys = ["stage", "site_id", "suite", "check_name"]
+    rows = rows.assign(
+        _rank=rows["status"].astype(str).map(STATUS_ORDER).fillna(4),
+        unexpected_count=pd.to_numeric(rows["unexpected_count"], errors="coerce"),
+        element_count=pd.to_numeric(rows["element_count"], errors="coerce"),
+    )
+    g = rows.groupby(keys, dropna=False, sort=True)
+    out = g.agg(
+        column_name=("column_name", "first"),
+        category=("category", "first"),
+        severity=("severity", "first"),
+        rank=("_rank", "min"),
+        unexpected=("unexpected_count", "sum"),
+        elements=("element_count", "sum"),
+        threshold_percent=("threshold_percent", "max"),
+        note=("note", "first"),
+    ).reset_index()
+    inv = {v: k for k, v in STATUS_ORDER.items()}
+    out["status"] = out["rank"].map(inv).fillna("not_applicable")
+    failing = rows[rows["status"].isin(FAILING)]
+    msgs = failing.groupby(keys, dropna=False)["message"].agg(
+        lambda m: "; ".join(sorted({str(x) for x in m.dropna() if str(x).strip()})[:3])
+    )
+    out = out.merge(msgs.rename("message").reset_index(), on=keys, how="left")
+    out["observed"] = [
+        f"{int(u):,} of {int(e):,} rows" if e and not pd.isna(e) else "-"
+        for u, e in zip(out["unexpected"], out["elements"], strict=True)
+    ]
+    out["threshold"] = [
+        "none tolerated" if pd.isna(t) or float(t) <= 0 else f"up to {float(t):g}% tolerated"
+        for t in out["threshold_percent"]
+    ]
+    out["fix"] = out["note"]
+    return out.loc[:, CARD_COLUMNS]
+
+
+CARD_COLUMNS = [
+    "stage",
+    "site_id",
+    "suite",
+    "check_name",
+    "column_name",
+    "category",
+    "severity",
+    "status",
+    "observed",
+    "threshold",
+    "message",
+    "fix",
+]
+
+
 def latest_checks(data: ReportData) -> pd.DataFrame:
-    """The latest and the previous status of every check (per stage, site, check and column)."""
-    cr = data.read("check_results")
-    if cr.empty:
-        return cr.assign(previous_status=pd.Series(dtype=object))
-    cr = cr.copy()
-    for c in CHECK_KEY:
-        cr[c] = cr[c].fillna("")
-    cr = cr.sort_values([*CHECK_KEY, "run_at", "run_id"], kind="mergesort")
-    cr["previous_status"] = cr.groupby(CHECK_KEY)["status"].shift(1)
-    return cr.groupby(CHECK_KEY, as_index=False).tail(1).reset_index(drop=True)
+    """Every check of the latest run of each stage and site, with its status in the run before.
+
+    A delivery run checks each batch and file of a site; a check's status in the run is its worst status
+    across them. ``previous_status`` is the same check's status in the site's previous run. Mart checks
+    (the publishing gate) have no site. Computed once per edition.
+    """
+
+    def compute() -> pd.DataFrame:
+        cr = data.read("check_results")
+        if cr.empty:
+            return pd.DataFrame(columns=[*CARD_COLUMNS, "previous_status"])
+        cr = cr.copy()
+        cr["site_id"] = cr["site_id"].fillna("")
+        cr["suite"] = cr["suite"].fillna("")
+        runs = _run_order(cr)
+        runs["n"] = runs.groupby(["stage", "site_id"]).cumcount()
+        pick = runs[runs["n"] <= 1]
+        tagged = cr.merge(pick[["stage", "site_id", "run_id", "n"]], on=["stage", "site_id", "run_id"])
+        now = _aggregate_run(tagged[tagged["n"] == 0])
+        before = _aggregate_run(tagged[tagged["n"] == 1])
+        prev = before.loc[:, ["stage", "site_id", "suite", "check_name", "status"]].rename(
+            columns={"status": "previous_status"}
+        )
+        out = now.merge(prev, on=["stage", "site_id", "suite", "check_name"], how="left")
+        return out.reset_index(drop=True)
+
+    return data.memo(("latest_checks",), compute).copy()
 
 
 def failure_changes(latest: pd.DataFrame) -> pd.DataFrame:
@@ -50,51 +135,17 @@ def failure_changes(latest: pd.DataFrame) -> pd.DataFrame:
     return latest.assign(change=change)[change.notna()].sort_values(["change", "site_id", "check_name"])
 
 
-def _to_frame(obj) -> pd.DataFrame:
-    if obj is None:
-        return pd.DataFrame()
-    if isinstance(obj, pd.DataFrame):
-        return obj
-    if dataclasses.is_dataclass(obj):
-        obj = dataclasses.asdict(obj)
-    if isinstance(obj, dict):
-        for key in ("checks", "rows", "items"):
-            if isinstance(obj.get(key), list):
-                return pd.DataFrame(
-                    [dataclasses.asdict(x) if dataclasses.is_dataclass(x) else x for x in obj[key]]
-                )
-        return pd.DataFrame([obj])
-    return pd.DataFrame([dataclasses.asdict(x) if dataclasses.is_dataclass(x) else x for x in obj])
-
-
 def site_scorecard(data: ReportData, latest: pd.DataFrame, site_id: str) -> pd.DataFrame:
-    """Checks for one site (latest status) with what to fix; the quality module's scorecard when available."""
-    try:
-        from poem_registry.quality.scorecard import site_scorecard as external
-    except ImportError:
-        external = None
-    if external is not None:
-        try:
-            frame = _to_frame(external(data.con, site_id))
-            if not frame.empty:
-                return frame
-        except Exception as exc:  # the report still shows the derived scorecard
-            log.warning("quality.scorecard.site_scorecard(%s) failed (%s); using check_results", site_id, exc)
+    """Checks of the site's latest delivery run (worst status across its batches) with what to fix.
+
+    Same definitions as :func:`poem_registry.quality.scorecard.site_scorecard`, computed from the rows
+    already read for the edition (that function needs a writable connection; reports read the warehouse
+    read-only).
+    """
     mine = latest[latest["site_id"] == site_id]
-    return mine.loc[
-        :,
-        [
-            "stage",
-            "category",
-            "check_name",
-            "column_name",
-            "severity",
-            "status",
-            "observed",
-            "threshold",
-            "message",
-        ],
-    ].reset_index(drop=True)
+    return mine.loc[:, [c for c in CARD_COLUMNS if c != "site_id"] + ["previous_status"]].reset_index(
+        drop=True
+    )
 
 
 def score_summary(card: pd.DataFrame) -> dict:
@@ -135,9 +186,15 @@ def scorecard_table(card: pd.DataFrame, caption: str) -> TableView:
         )
         if c in card.columns
     ]
-    rows = [[("" if fmt.missing(r[c]) else str(r[c])) for c in cols] for _, r in card.iterrows()]
+    values = card.loc[:, cols].astype(object).where(card.loc[:, cols].notna(), "")
+    rows = [[str(v) for v in row] for row in values.itertuples(index=False)]
     headers = [
-        {"message": "What to fix / message", "check_name": "check", "column_name": "column"}.get(c, c)
+        {
+            "message": "What failed",
+            "fix": "Why it matters / what to fix",
+            "check_name": "check",
+            "column_name": "column",
+        }.get(c, c)
         for c in cols
     ]
     return TableView(
@@ -156,7 +213,30 @@ def open_quarantines(data: ReportData, site_id: str | None = None) -> pd.DataFra
     q = b[b["status"].astype(str).str.contains("quarantin") & b["resolved_at"].isna()]
     if site_id is not None:
         q = q[q["site_id"] == site_id]
-    return q.sort_values(["site_id", "started_at", "batch_id"]).reset_index(drop=True)
+    q = q.sort_values(["site_id", "started_at", "batch_id"]).reset_index(drop=True)
+    if q.empty:
+        return q
+    # a partly quarantined batch has no message of its own: name the rules its rows broke (ingest.findings)
+    findings = data.read("findings")
+    if not findings.empty:
+        top = (
+            findings[findings["batch_id"].isin(q["batch_id"])]
+            .groupby(["batch_id", "rule"], as_index=False)
+            .size()
+            .sort_values(["batch_id", "size", "rule"], ascending=[True, False, True])
+        )
+        reasons = top.groupby("batch_id").apply(
+            lambda g: (
+                "rows held back: "
+                + ", ".join(f"{r} ({n})" for r, n in zip(g["rule"], g["size"], strict=True))
+            ),
+            include_groups=False,
+        )
+        q["message"] = [
+            m if not fmt.missing(m) and str(m).strip() else reasons.get(bid)
+            for m, bid in zip(q["message"], q["batch_id"], strict=True)
+        ]
+    return q
 
 
 def quarantine_table(q: pd.DataFrame, *, show_site: bool) -> TableView:

@@ -14,10 +14,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from poem_registry.reports.data import ReportData
-from poem_registry.reports.suppression import suppress_measure_rows
+from poem_registry.reports.suppression import suppress_measures_across_periods
 from poem_registry.safe_csv import write_csv
 
 MEASURES_CSV_COLUMNS = [
@@ -36,12 +37,23 @@ MEASURES_CSV_COLUMNS = [
 ]
 
 
+def suppressed_measures(data: ReportData, own_site: str | None = None) -> pd.DataFrame:
+    """Every measure row (all periods), suppressed across sites and over time as ``own_site`` may see them.
+
+    ``own_site`` None is the cross-site view (system report, measures.csv). Computed once per edition
+    and view; callers get a copy.
+    """
+    return data.memo(
+        ("suppressed_all", own_site),
+        lambda: suppress_measures_across_periods(data.read("measures"), own_site=own_site),
+    ).copy()
+
+
 def measures_frame(data: ReportData) -> pd.DataFrame:
     """The suppressed cross-site measures table in ``measures.csv`` layout, in a stable order."""
-    m = data.read("measures")
+    m = suppressed_measures(data)
     if m.empty:
         return pd.DataFrame(columns=MEASURES_CSV_COLUMNS)
-    m = suppress_measure_rows(m)
     den = m["denominator_type"].fillna("na").astype(str)
     name = m["measure_name"].fillna("").astype(str)
     m["measure_name"] = name.where(~den.isin(["PP", "ITT"]), name + " [" + den + "]")
@@ -49,10 +61,10 @@ def measures_frame(data: ReportData) -> pd.DataFrame:
     for col in ("period_start", "period_end"):
         m[col] = pd.to_datetime(m[col]).dt.strftime("%Y-%m-%d")
     for col in ("numerator", "denominator"):
-        m[col] = m[col].map(lambda v: None if v is None or pd.isna(v) else int(v)).astype("Int64")
+        m[col] = pd.to_numeric(m[col], errors="coerce").round().astype("Int64")
     for col in ("rate", "ci_low", "ci_high"):
         m[col] = pd.to_numeric(m[col]).round(6)
-    m["suppressed"] = m["suppressed"].map(lambda v: "true" if v else "false")
+    m["suppressed"] = np.where(m["suppressed"].astype(bool), "true", "false")
     m = m.sort_values(["measure_id", "measure_name", "site", "period_start", "period_end"], kind="mergesort")
     return m.loc[:, MEASURES_CSV_COLUMNS].reset_index(drop=True)
 

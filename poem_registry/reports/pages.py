@@ -20,12 +20,12 @@ from poem_registry.reports import format as fmt
 from poem_registry.reports.blinding import peer_labels
 from poem_registry.reports.data import SUBTYPE_BENCHMARK_PREFIX, ReportData
 from poem_registry.reports.figures import FigureBlock, TableView
+from poem_registry.reports.measures_export import suppressed_measures
 from poem_registry.reports.periods import Period
 from poem_registry.reports.suppression import (
     HIDDEN,
     SMALL_CELL_MIN,
     is_small,
-    suppress_measure_rows,
     suppress_table,
 )
 
@@ -99,12 +99,36 @@ class EditionContext:
 
 
 def catalog(data: ReportData) -> pd.DataFrame:
-    """Measure catalogue with the benchmark row (value, citation, provenance tag) joined on."""
+    """Measure catalogue with the benchmark row (value, citation, provenance tag) joined on (once per edition)."""
+    return data.memo(("catalog",), lambda: _catalog(data)).copy()
+
+
+def _catalog(data: ReportData) -> pd.DataFrame:
     cat = data.read("measure_catalog")
     bm = data.read("benchmarks")
     out = cat.merge(bm.add_prefix("bm_"), left_on="benchmark_key", right_on="bm_benchmark_key", how="left")
-    out["key_measure"] = out["key_measure"].fillna(False).astype(bool)
+    out["key_measure"] = out["key_measure"].map(_as_bool).astype(bool)
     return out.sort_values("measure_id", key=_measure_sort_key).reset_index(drop=True)
+
+
+def _as_bool(value) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "t", "1", "yes")
+    return bool(value) if not fmt.missing(value) else False
+
+
+def key_measures(cat: pd.DataFrame) -> pd.DataFrame:
+    """Key proportion measures (funnels, trends, headline)."""
+    return cat[cat["key_measure"] & (cat["statistic"].fillna("proportion") == "proportion")]
+
+
+def by_measure(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Rows per measure_id (one groupby instead of a boolean filter per measure)."""
+    return {str(k): g for k, g in frame.groupby("measure_id", sort=False)}
+
+
+def _empty_like(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.iloc[0:0]
 
 
 def _measure_sort_key(ids: pd.Series) -> pd.Series:
@@ -142,8 +166,9 @@ def _rows_to_csv(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 
 
 def measures_for(ctx: EditionContext, period_type: str = "all_time") -> pd.DataFrame:
+    """Measure rows of one period type (quarters and years up to the edition's end); one query per edition."""
     m = ctx.data.read("measures", "period_type = ?", [period_type])
-    if period_type == "quarter":
+    if period_type in ("quarter", "year"):
         m = m[pd.to_datetime(m["period_start"]).dt.date <= ctx.period.end]
     return m
 
@@ -161,17 +186,20 @@ def headline_block(
     ctx: EditionContext,
     cat: pd.DataFrame,
     measures: pd.DataFrame,
-    quarter: pd.DataFrame,
+    this_quarter: tuple[pd.DataFrame, str],
     *,
     site: SiteInfo | None,
     def_href: str,
 ) -> list:
     """Key measures: value, interval, benchmark with citation (and this site's value in a site report)."""
-    keys = cat[cat["key_measure"] & (cat["statistic"].fillna("proportion") == "proportion")]
+    quarter, quarter_label = this_quarter
+    keys = key_measures(cat)
     rows, links, csv_rows, points, bench = [], [], [], [], []
+    m_by, q_by = by_measure(measures), by_measure(quarter)
     for _, mrow in keys.iterrows():
         mid = mrow["measure_id"]
-        sub = measures[measures["measure_id"] == mid]
+        sub = m_by.get(mid, _empty_like(measures))
+        q_mid = q_by.get(mid, _empty_like(quarter))
         for den_type in sorted(sub["denominator_type"].dropna().unique().tolist()) or ["na"]:
             one = sub[sub["denominator_type"] == den_type]
             reg = one[one["site_id"] == ALL]
@@ -179,10 +207,11 @@ def headline_block(
                 continue
             r = reg.iloc[0].to_dict() | {"bm_provenance_tag": mrow.get("bm_provenance_tag")}
             label = f"{mid} {mrow['name']}" + (f" ({den_type})" if den_type in ("PP", "ITT") else "")
-            q = quarter[
-                (quarter["measure_id"] == mid)
-                & (quarter["denominator_type"] == den_type)
-                & (quarter["site_id"] == (site.site_id if site else ALL))
+            if site is None:
+                label += f" [{fmt.fraction(r['numerator'], r['denominator'], bool(r['suppressed']))}]"
+            q = q_mid[
+                (q_mid["denominator_type"] == den_type)
+                & (q_mid["site_id"] == (site.site_id if site else ALL))
             ]
             q_text = (
                 fmt.rate_with_ci(q.iloc[0], bool(q.iloc[0]["suppressed"]))
@@ -199,6 +228,7 @@ def headline_block(
                 if not me.empty:
                     m0 = me.iloc[0]
                     row += [fmt.fraction(m0["numerator"], m0["denominator"]), fmt.rate_with_ci(m0)]
+                    label += f" [you {fmt.fraction(m0['numerator'], m0['denominator'])}]"
                     points.append(
                         {
                             "label": label,
@@ -262,14 +292,22 @@ def headline_block(
     columns += [
         "Registry n/N",
         "Registry rate (95% CI)",
-        f"This period ({ctx.period.label})",
+        f"This period ({quarter_label})"
+        if quarter_label == ctx.period.label
+        else f"Latest quarter ({quarter_label})",
         "Literature benchmark",
     ]
     table = TableView(
         columns,
         rows,
         caption="Key measures, all index POEMs up to the data-as-of date",
-        note=PROVENANCE_NOTE,
+        note=PROVENANCE_NOTE
+        + (
+            ""
+            if quarter_label == ctx.period.label
+            else f" No index POEMs in {ctx.period.label} yet: the quarter column shows {quarter_label}, the "
+            "latest quarter with data."
+        ),
         link_column=0,
         links=links,
     )
@@ -288,8 +326,8 @@ def headline_block(
             table,
             csv,
             definition=None,
-            description="Each dot is a rate with its 95% interval; the open "
-            "diamond is the published benchmark for the same definition.",
+            description="Each dot is a rate with its 95% interval; [n/N] is the numerator over the "
+            "denominator. The open diamond is the published benchmark for the same definition.",
         )
     ]
 
@@ -307,13 +345,19 @@ def measure_table(
 ) -> FigureBlock | None:
     """A forest chart + table for a group of measures (registry, and this site in a site report)."""
     rows, links, pts, bench, csv_rows = [], [], [], [], []
+    m_by = by_measure(measures[measures["measure_id"].isin(ids)])
     for mid in ids:
-        sub = measures[measures["measure_id"] == mid]
+        sub = m_by.get(mid, _empty_like(measures))
         if sub.empty:
             continue
         for den_type in sorted(sub["denominator_type"].dropna().unique().tolist()):
             one = sub[sub["denominator_type"] == den_type]
             label = measure_label(cat, mid) + (f" ({den_type})" if den_type in ("PP", "ITT") else "")
+            frac_of = site.site_id if site else ALL
+            mine = one[one["site_id"] == frac_of]
+            if not mine.empty:
+                m0 = mine.iloc[0]
+                label += f" [{fmt.fraction(m0['numerator'], m0['denominator'], bool(m0['suppressed']))}]"
             bm_tag = cat.loc[cat["measure_id"] == mid, "bm_provenance_tag"]
             row = [label]
             series = [("registry", one[one["site_id"] == ALL])]
@@ -360,92 +404,138 @@ def measure_table(
     if site:
         columns += ["Your site n/N", "Your site rate (95% CI)"]
     columns += ["Registry n/N", "Registry rate (95% CI)", "Literature benchmark"]
-    table = TableView(columns, rows, caption=title, note=PROVENANCE_NOTE, link_column=0, links=links)
-    fig = F.rate_forest(pd.DataFrame(pts), title, benchmark=pd.DataFrame(bench))
+    table = TableView(
+        columns,
+        rows,
+        caption=title,
+        note=PROVENANCE_NOTE + (" " + SUPPRESSION_NOTE if site is None else ""),
+        link_column=0,
+        links=links,
+    )
+    pts_frame = pd.DataFrame(pts, columns=["label", "series", "rate", "ci_low", "ci_high"])
+    fig = F.rate_forest(pts_frame, title, benchmark=pd.DataFrame(bench, columns=["label", "value"]))
+    n_hidden = int(pts_frame["rate"].isna().sum())
+    if n_hidden:
+        description = (
+            description + f" {n_hidden} value(s) not drawn: their counts are hidden (fewer than "
+            f"{SMALL_CELL_MIN}); see the table."
+        ).strip()
     return FigureBlock(
         fig_id, title, fig, table, pd.DataFrame(csv_rows), definition=ids[0], description=description
     )
 
 
+def _period_label(start, period_type: str) -> str:
+    d = pd.Timestamp(start)
+    return f"{d.year}-Q{(d.month - 1) // 3 + 1}" if period_type == "quarter" else str(d.year)
+
+
 def trend_blocks(
     ctx: EditionContext,
     cat: pd.DataFrame,
-    quarter: pd.DataFrame,
+    quarterly: pd.DataFrame,
+    yearly: pd.DataFrame,
     all_time: pd.DataFrame,
     *,
     site: SiteInfo | None,
     def_href: str,
 ) -> list:
-    """Quarterly rate per key measure (registry; and this site in its own report)."""
+    """Rate per quarter for each key measure (registry; and this site in its own report).
+
+    A measure whose registry values are hidden in more than a third of the quarters (rare events such as
+    severe adverse events) is shown by year instead, so the chart has points to draw.
+    """
     blocks = []
-    keys = cat[cat["key_measure"] & (cat["statistic"].fillna("proportion") == "proportion")]
+    keys = key_measures(cat)
+    own = site.site_id if site else ALL
+    q_by, y_by, a_by = by_measure(quarterly), by_measure(yearly), by_measure(all_time)
     for _, mrow in keys.iterrows():
         mid = mrow["measure_id"]
-        q = quarter[quarter["measure_id"] == mid]
+        q = q_by.get(mid, _empty_like(quarterly))
         if q.empty:
             continue
         den_type = "PP" if "PP" in set(q["denominator_type"]) else sorted(q["denominator_type"].dropna())[0]
-        q = q[q["denominator_type"] == den_type].copy()
-        q["quarter"] = pd.to_datetime(q["period_start"]).map(lambda d: f"{d.year}-Q{(d.month - 1) // 3 + 1}")
+        period_type, frame = "quarter", q[q["denominator_type"] == den_type]
+        reg = frame[frame["site_id"] == own]
+        if len(reg) and reg["suppressed"].astype(bool).mean() > 1 / 3:
+            y = y_by.get(mid, _empty_like(yearly))
+            y = y[y["denominator_type"] == den_type]
+            if not y.empty:
+                period_type, frame = "year", y
+        frame = frame.assign(quarter=[_period_label(v, period_type) for v in frame["period_start"]])
         series = [("registry", ALL)] + ([("this_site", site.site_id)] if site else [])
         parts, rows, csv_rows = [], [], []
+        n_hidden = 0
         for name, sid in series:
-            s = q[q["site_id"] == sid].sort_values("quarter")
-            for _, r in s.iterrows():
-                hidden = bool(r["suppressed"])
+            part = frame[frame["site_id"] == sid].sort_values("quarter")
+            for r in part.itertuples(index=False):
+                hidden = bool(r.suppressed)
+                n_hidden += hidden
                 parts.append(
                     {
-                        "quarter": r["quarter"],
+                        "quarter": r.quarter,
                         "series": name,
-                        "rate": None if hidden else r["rate"],
-                        "ci_low": r["ci_low"],
-                        "ci_high": r["ci_high"],
+                        "rate": None if hidden else r.rate,
+                        "ci_low": r.ci_low,
+                        "ci_high": r.ci_high,
                     }
                 )
                 rows.append(
                     [
-                        r["quarter"],
+                        r.quarter,
                         "Your site" if name == "this_site" else "Registry",
-                        fmt.fraction(r["numerator"], r["denominator"], hidden),
-                        fmt.rate_with_ci(r, hidden),
+                        fmt.fraction(r.numerator, r.denominator, hidden),
+                        fmt.rate_with_ci({"rate": r.rate, "ci_low": r.ci_low, "ci_high": r.ci_high}, hidden),
                     ]
                 )
                 csv_rows.append(
                     {
-                        "quarter": r["quarter"],
+                        period_type: r.quarter,
                         "series": "your site" if name == "this_site" else "registry",
-                        "numerator": r["numerator"],
-                        "denominator": r["denominator"],
-                        "rate": r["rate"],
-                        "ci_low": r["ci_low"],
-                        "ci_high": r["ci_high"],
+                        "numerator": r.numerator,
+                        "denominator": r.denominator,
+                        "rate": r.rate,
+                        "ci_low": r.ci_low,
+                        "ci_high": r.ci_high,
                     }
                 )
-        frame = pd.DataFrame(parts)
-        frame["rate"] = pd.to_numeric(frame["rate"])
-        for c in ("ci_low", "ci_high"):
-            frame[c] = pd.to_numeric(frame[c])
-        bench = all_time[(all_time["measure_id"] == mid) & (all_time["site_id"] == ALL)]["benchmark_value"]
+        chart = pd.DataFrame(parts, columns=["quarter", "series", "rate", "ci_low", "ci_high"])
+        for c in ("rate", "ci_low", "ci_high"):
+            chart[c] = pd.to_numeric(chart[c], errors="coerce")
+        a_mid = a_by.get(mid, _empty_like(all_time))
+        bench = a_mid[a_mid["site_id"] == ALL]["benchmark_value"]
         bm = None if bench.empty or fmt.missing(bench.iloc[0]) else float(bench.iloc[0])
+        by = "quarter" if period_type == "quarter" else "year"
         title = (
             f"{measure_label(cat, mid)}"
             + (f" ({den_type})" if den_type in ("PP", "ITT") else "")
-            + " by quarter"
+            + f" by {by}"
         )
         fig = F.trend_chart(
-            frame,
+            chart,
             title,
             benchmark=bm,
             benchmark_label=f"Benchmark {mrow.get('bm_provenance_tag') or ''}".strip(),
         )
-        table = TableView(
-            ["Quarter", "Series", "n/N", "Rate (95% CI)"],
-            rows,
-            caption=title,
-            note=SUPPRESSION_NOTE if not site else "Your site's own counts are shown in full.",
+        note = (
+            SUPPRESSION_NOTE if not site else "Your site's own counts are shown in full. " + SUPPRESSION_NOTE
         )
+        description = f"Procedures grouped by the {by} they were done in; bars are 95% Wilson intervals."
+        if period_type == "year":
+            description += " Shown by year because most quarters have fewer than 11 events."
+        if n_hidden:
+            description += f" {n_hidden} point(s) not drawn: their counts are hidden (see the table)."
+        table = TableView([by.capitalize(), "Series", "n/N", "Rate (95% CI)"], rows, caption=title, note=note)
         blocks.append(
-            FigureBlock(f"fig-trend-{mid.lower()}", title, fig, table, pd.DataFrame(csv_rows), definition=mid)
+            FigureBlock(
+                f"fig-trend-{mid.lower()}",
+                title,
+                fig,
+                table,
+                pd.DataFrame(csv_rows),
+                definition=mid,
+                description=description,
+            )
         )
     return blocks
 
@@ -464,100 +554,124 @@ def _funnel_period(funnel: pd.DataFrame, ctx: EditionContext) -> pd.DataFrame:
     return ok[pd.to_datetime(ok["period_start"]) == latest]
 
 
+CLASSIFICATION_TEXT = {
+    "within": "inside the 95% limits",
+    "above_95": "above the 95% limit",
+    "below_95": "below the 95% limit",
+    "above_998": "above the 99.8% limit",
+    "below_998": "below the 99.8% limit",
+}
+
+
+def _classification_text(value) -> str:
+    if fmt.missing(value):
+        return "-"
+    return CLASSIFICATION_TEXT.get(str(value), str(value).replace("_", " "))
+
+
 def funnel_blocks(
-    ctx: EditionContext, cat: pd.DataFrame, *, site: SiteInfo | None, labels: dict[str, str], def_href: str
+    ctx: EditionContext,
+    cat: pd.DataFrame,
+    *,
+    site: SiteInfo | None,
+    labels: dict[str, str],
+    def_href: str,
+    point_labels: dict[str, str] | None = None,
 ) -> list:
-    """One funnel plot per key measure. Sites with hidden counts are not drawn (except this site in its own
-    report). Tables list sites by name (system) or blinded label, never ranked by their rate."""
+    """One funnel plot per key measure (analytics.funnel, all-time period). Sites whose counts are hidden
+    in the measures (same suppression as every other cross-site number) are not drawn, except this site
+    in its own report. Tables list sites by name (system) or blinded label, never ranked by their rate."""
     data = ctx.data
     blocks = []
     funnel_all = data.read("funnel")
     curve_all = data.read("funnel_curve")
-    keys = cat[cat["key_measure"] & (cat["statistic"].fillna("proportion") == "proportion")]["measure_id"]
-    for mid in keys:
+    if funnel_all.empty:
+        return [
+            TableView(["Note"], [["No funnel statistics yet (analytics.funnel): run the statistics step."]])
+        ]
+    own = site.site_id if site else None
+    shown_measures = _suppressed_measures(ctx, "all_time", own)
+    flags = {
+        (r.measure_id, r.denominator_type, r.site_id): bool(r.suppressed)
+        for r in shown_measures.itertuples(index=False)
+    }
+    curves = dict(tuple(curve_all.groupby(["measure_id", "denominator_type", "period_type", "period_start"])))
+    for mid in key_measures(cat)["measure_id"]:
         fun = _funnel_period(funnel_all[funnel_all["measure_id"] == mid], ctx)
         if fun.empty:
             continue
+        den_type = sorted(fun["denominator_type"].dropna().unique().tolist(), key=lambda d: d != "PP")[0]
+        fun = fun[(fun["denominator_type"] == den_type) & (fun["site_id"] != ALL)].copy()
         p_type, p_start = fun["period_type"].iloc[0], fun["period_start"].iloc[0]
-        curve = curve_all[
-            (curve_all["measure_id"] == mid)
-            & (curve_all["period_type"] == p_type)
-            & (curve_all["period_start"] == p_start)
+        curve = curves.get((mid, den_type, p_type, p_start), curve_all.iloc[0:0])
+        fun["suppressed"] = [
+            flags.get((mid, den_type, sid), is_small(n) or is_small(d)) and sid != own
+            for sid, n, d in zip(fun["site_id"], fun["numerator"], fun["denominator"], strict=True)
         ]
-        fun = fun[fun["site_id"] != ALL].copy()
-        fun["denominator_type"] = "na"
-        # Funnel points add up to the registry total (drawn as the target), so suppress as one line.
-        total = pd.DataFrame(
-            [
-                {
-                    "site_id": ALL,
-                    "numerator": fun["numerator"].sum(),
-                    "denominator": fun["denominator"].sum(),
-                    "measure_id": mid,
-                    "denominator_type": "na",
-                    "period_type": p_type,
-                    "period_start": p_start,
-                }
-            ]
-        )
-        sup = suppress_measure_rows(
-            pd.concat([fun, total], ignore_index=True), own_site=site.site_id if site else None
-        )
-        sup = sup[sup["site_id"] != ALL].merge(
-            fun[["site_id", "rate"]].rename(columns={"rate": "raw_rate"}), on="site_id"
-        )
-        shown = sup[~sup["suppressed"]].copy()
-        shown["label"] = shown["site_id"].map(labels)
+        fun["label"] = fun["site_id"].map(labels)
+        fun["point_label"] = fun["site_id"].map(point_labels or labels)
+        shown = fun[~fun["suppressed"]]
         highlight = labels.get(site.site_id) if site else None
-        n_hidden = int(sup["suppressed"].sum())
-        title = f"Funnel plot: {measure_label(cat, mid)}"
+        n_hidden = int(fun["suppressed"].sum())
+        den_text = f" ({den_type})" if den_type in ("PP", "ITT") else ""
+        title = f"Funnel plot: {measure_label(cat, mid)}{den_text}"
         fig = F.funnel_chart(
-            curve, shown.assign(rate=shown["raw_rate"]), title, highlight=highlight, label_points=site is None
+            curve,
+            shown.assign(label=shown["point_label"] if site is None else shown["label"]),
+            title,
+            highlight=highlight,
+            label_points=site is None,
         )
-        sup["label"] = sup["site_id"].map(labels)
-        sup = sup.sort_values("label")
+        fun = fun.sort_values("label")
         rows = [
             [
-                r["label"],
-                fmt.fraction(r["numerator"], r["denominator"], bool(r["suppressed"])),
-                fmt.pct(r["raw_rate"]) if not r["suppressed"] else HIDDEN,
-                str(r["classification"]).replace("_", " ") if not r["suppressed"] else HIDDEN,
+                r.label,
+                fmt.fraction(r.numerator, r.denominator, r.suppressed),
+                fmt.pct(r.rate) if not r.suppressed else HIDDEN,
+                _classification_text(r.classification) if not r.suppressed else HIDDEN,
             ]
-            for _, r in sup.iterrows()
+            for r in fun.itertuples(index=False)
         ]
-        target_src = fun["target_source"].dropna()
+        method = fun["method"].dropna()
+        od = fun["overdispersion"].dropna()
+        target = fun["target"].dropna()
+        period_text = (
+            "all index POEMs to the data-as-of date" if p_type == "all_time" else f"{p_type} from {p_start}"
+        )
         note = (
-            f"Target = {'registry pooled rate' if target_src.empty or target_src.iloc[0] == 'registry' else 'literature benchmark'}; "
-            f"limits from analytics.funnel_curve ({fun['method'].dropna().iloc[0] if fun['method'].notna().any() else 'exact'}, "
-            f"over-dispersion: {fun['overdispersion'].dropna().iloc[0] if fun['overdispersion'].notna().any() else 'none'}). "
-            "Sites are listed alphabetically by label, not ranked. "
+            f"Target = registry pooled rate{' ' + fmt.pct(target.iloc[0]) if not target.empty else ''} "
+            f"({period_text}); limits from analytics.funnel_curve "
+            f"(method {method.iloc[0] if not method.empty else 'exact'}, over-dispersion "
+            f"{od.iloc[0] if not od.empty else 'none'}). Sites are listed alphabetically, not ranked. "
         )
         if n_hidden:
             note += f"{n_hidden} site(s) not drawn because their counts are hidden. "
-        csv = (
-            sup.loc[:, ["label", "numerator", "denominator", "suppressed"]]
-            .assign(
-                rate=sup["raw_rate"].where(~sup["suppressed"]),
-                classification=sup["classification"].where(~sup["suppressed"]),
-            )
-            .rename(columns={"label": "site" if site is None else "label"})
+        hide = fun["suppressed"].to_numpy()
+        csv = pd.DataFrame(
+            {
+                "site" if site is None else "label": fun["label"].to_numpy(),
+                "numerator": fun["numerator"].astype(object).where(~hide, None).to_numpy(),
+                "denominator": fun["denominator"].astype(object).where(~hide, None).to_numpy(),
+                "suppressed": hide,
+                "rate": fun["rate"].astype(object).where(~hide, None).to_numpy(),
+                "classification": fun["classification"].astype(object).where(~hide, None).to_numpy(),
+            }
         )
         curve_csv = curve.loc[:, ["n", "target", "lower_95", "upper_95", "lower_998", "upper_998"]]
         table = TableView(
-            ["Site" if site is None else "Site (blinded)", "n/N", "Rate", "Position vs limits"],
+            ["Site" if site is None else "Site (blinded)", "n/N", "Rate", "Position vs control limits"],
             rows,
             caption=title,
             note=note + SUPPRESSION_NOTE,
         )
+        description = (
+            "Each point is a site; the funnel lines are the 95% and 99.8% control limits around the target. "
+            "A point outside the 99.8% lines is unlikely to be chance."
+        )
+        if n_hidden:
+            description += f" {n_hidden} site(s) with hidden counts are not drawn."
         block = FigureBlock(
-            f"fig-funnel-{mid.lower()}",
-            title,
-            fig,
-            table,
-            csv,
-            definition=mid,
-            description="Each point is a site; the funnel lines are the 95% and 99.8% control "
-            "limits around the target. A point outside the 99.8% lines is unlikely to be chance.",
+            f"fig-funnel-{mid.lower()}", title, fig, table, csv, definition=mid, description=description
         )
         block.extra_csv = {f"fig-funnel-{mid.lower()}-limits.csv": curve_csv}  # type: ignore[attr-defined]
         blocks.append(block)
@@ -628,49 +742,66 @@ def counts_table(
 
 
 def ae_blocks(ctx: EditionContext, *, site: SiteInfo | None, labels: dict[str, str], def_href: str) -> list:
-    """Adverse events by ASGE severity and type, and incidents separately (clinical-spec §2)."""
+    """Adverse events by ASGE severity and type, and incidents separately (clinical-spec §2).
+
+    From marts.mart_adverse_events (all-time rows): ``ae_type = 'all'`` rows count each patient once under
+    the worst severity of their events; the other rows break events down by type.
+    """
     ae = ctx.data.read("adverse_events", "period_type = 'all_time'")
     if ae.empty:
         return [TableView(["Note"], [["No adverse-event mart yet (marts.mart_adverse_events)."]])]
     scope = site.site_id if site else ALL
     suppress = site is None
     blocks: list = []
-    events = ae[(ae["event_class"] == "adverse_event") & (ae["site_id"] == scope)]
+    is_ae = ae["event_class"] == "adverse_event"
+    by_type = ae["ae_type"] != "all"
+    events = ae[is_ae & by_type & (ae["site_id"] == scope)]
     pv = _pivot_counts(events, "ae_type", "asge_severity", "n_events", F.SEVERITY_ORDER)
     table, csv = counts_table(
         pv,
-        caption="Adverse events within 30 days by type and ASGE severity (events)",
+        caption="Adverse events within 30 days of the index POEM, by type and ASGE severity (events)",
         index_label="AE type",
         suppress=suppress,
     )
-    shown = events.copy()
-    if suppress and not pv.empty:
-        s = suppress_table(pv.astype(float))
-        hidden = {(i, c) for i in pv.index for c in pv.columns if s.cells.at[i, c]}
-        shown = shown[[(r.ae_type, r.asge_severity) not in hidden for r in shown.itertuples()]]
+    # the chart: patients by their worst severity (one bar per severity), from the 'all' rows
+    worst = ae[is_ae & ~by_type & (ae["site_id"] == scope)]
+    pvw = _pivot_counts(worst.assign(s="patients"), "asge_severity", "s", "n_patients")
+    pvw = pvw.reindex([s for s in F.SEVERITY_ORDER if s in pvw.index])
+    n_hidden_bars = 0
+    if suppress and not pvw.empty:
+        sw = suppress_table(pvw.astype(float), row_totals=False)
+        keep = [g for g in pvw.index if not sw.cells.at[g, "patients"]]
+        n_hidden_bars = len(pvw.index) - len(keep)
+        worst = worst[worst["asge_severity"].isin(keep)]
     fig = F.stacked_bars(
-        shown,
-        "Adverse events by type and ASGE severity",
-        x_col="ae_type",
+        worst,
+        "Patients with an adverse event, by worst ASGE severity",
+        x_col="asge_severity",
         series_col="asge_severity",
-        value_col="n_events",
+        value_col="n_patients",
         series_order=F.SEVERITY_ORDER,
-        y_title="events",
+        y_title="patients",
+        categories=[s for s in F.SEVERITY_ORDER if s in set(pvw.index)] or None,
     )
+    description = (
+        "Each patient is counted once, under the worst ASGE severity of their adverse events within 30 days; "
+        "the table breaks the events down by type (a patient can have more than one event)."
+    )
+    if n_hidden_bars:
+        description += f" {n_hidden_bars} severity bar(s) not drawn: fewer than {SMALL_CELL_MIN} patients."
     blocks.append(
         FigureBlock(
             "fig-ae-type-severity",
-            "Adverse events by type and severity",
+            "Adverse events by severity and type",
             fig,
             table,
             csv,
             definition="P5",
-            description="Events graded with the ASGE lexicon; a patient "
-            "can have more than one event. Hidden cells are left out of the bars.",
+            description=description,
         )
     )
     if site is None:
-        per_site = ae[(ae["event_class"] == "adverse_event") & (ae["site_id"] != ALL)].copy()
+        per_site = ae[is_ae & ~by_type & (ae["site_id"] != ALL)].copy()
         per_site["site"] = per_site["site_id"].map(labels)
         pv2 = _pivot_counts(per_site, "site", "asge_severity", "n_patients", F.SEVERITY_ORDER)
         t2, _ = counts_table(
@@ -678,9 +809,10 @@ def ae_blocks(ctx: EditionContext, *, site: SiteInfo | None, labels: dict[str, s
             caption="Patients with an adverse event, by site and worst ASGE severity",
             index_label="Site",
             suppress=True,
+            note="Row totals are the P5 numerators.",
         )
         blocks.append(t2)
-    inc = ae[(ae["event_class"] == "incident") & (ae["site_id"] == scope)]
+    inc = ae[(ae["event_class"] == "incident") & by_type & (ae["site_id"] == scope)]
     pv3 = _pivot_counts(inc.assign(kind="incidents"), "ae_type", "kind", "n_events")
     t3, _ = counts_table(
         pv3,
@@ -690,51 +822,63 @@ def ae_blocks(ctx: EditionContext, *, site: SiteInfo | None, labels: dict[str, s
         note="Incidents such as capnoperitoneum or mucosotomy without an ASGE criterion "
         "are recorded separately (clinical-spec §2.4).",
     )
+    if pv3.empty:
+        t3 = TableView(["Note"], [["No intraprocedural incidents recorded."]], caption=t3.caption)
     blocks.append(t3)
     return blocks
 
 
+LA_ORDER = ["none", "A", "B", "C", "D"]
+
+
 def la_grade_block(ctx: EditionContext, *, site: SiteInfo | None, labels: dict[str, str]) -> list:
+    """Worst LA grade 3-12 months after POEM (marts.mart_reflux_la_grade, all-time rows)."""
     la = ctx.data.read("la_grade", "period_type = 'all_time'")
     if la.empty:
-        return []
-    order = ["none", "A", "B", "C", "D"]
+        return [TableView(["Note"], [["No LA-grade mart yet (marts.mart_reflux_la_grade)."]])]
     if site is None:
         part = la[la["site_id"] != ALL].copy()
         part["site"] = part["site_id"].map(labels)
-        pv = _pivot_counts(part, "site", "la_grade", "n_patients", order)
+        pv = _pivot_counts(part, "site", "la_grade", "n_patients", LA_ORDER)
         table, csv = counts_table(
             pv,
             caption="Worst LA grade of esophagitis 3-12 months after POEM, by site (patients with an EGD)",
             index_label="Site",
             suppress=True,
+            note="Row totals are the P11 denominators; grades B-D are the P11 numerator.",
         )
         reg = la[la["site_id"] == ALL]
     else:
         reg = la[la["site_id"].isin([site.site_id, ALL])].copy()
         reg["series"] = reg["site_id"].map({site.site_id: "Your site", ALL: "Registry"})
-        pv = _pivot_counts(reg, "series", "la_grade", "n_patients", order)
+        pv = _pivot_counts(reg, "series", "la_grade", "n_patients", LA_ORDER)
         table, csv = counts_table(
             pv,
-            caption="Worst LA grade of esophagitis 3-12 months after POEM",
+            caption="Worst LA grade of esophagitis 3-12 months after POEM (patients with an EGD)",
             index_label="Series",
             suppress=False,
         )
         reg = la[la["site_id"] == site.site_id]
     pv_reg = _pivot_counts(reg.assign(s="patients"), "la_grade", "s", "n_patients")
+    n_hidden = 0
     if site is None and not pv_reg.empty:
         s = suppress_table(pv_reg.astype(float), row_totals=False)
         keep = [g for g in pv_reg.index if not s.cells.at[g, "patients"]]
+        n_hidden = len(pv_reg.index) - len(keep)
         reg = reg[reg["la_grade"].isin(keep)]
     fig = F.stacked_bars(
         reg.assign(series="patients"),
-        "Worst LA grade 3-12 months after POEM",
+        "Worst LA grade 3-12 months after POEM" + (" (your site)" if site else " (registry)"),
         x_col="la_grade",
         series_col="series",
         value_col="n_patients",
         series_order=["patients"],
         y_title="patients",
+        categories=LA_ORDER,
     )
+    description = "LA grade A is minor; grades B-D are conclusive evidence of reflux (Lyon 2.0)."
+    if n_hidden:
+        description += f" {n_hidden} grade(s) not drawn: fewer than {SMALL_CELL_MIN} patients."
     return [
         FigureBlock(
             "fig-la-grade",
@@ -743,7 +887,7 @@ def la_grade_block(ctx: EditionContext, *, site: SiteInfo | None, labels: dict[s
             table,
             csv,
             definition="P11",
-            description="LA grade A is minor; grades B-D are conclusive evidence of reflux (Lyon 2.0).",
+            description=description,
         )
     ]
 
@@ -757,6 +901,10 @@ def durability_blocks(ctx: EditionContext, *, site: SiteInfo | None, labels: dic
         ]
     wanted = {ALL: "registry"} | ({site.site_id: "this_site"} if site else {})
     curves = km[km["site_id"].isin(wanted)].assign(series=lambda d: d["site_id"].map(wanted))
+    # Draw each curve while at least SMALL_CELL_MIN patients are at risk: the tail of a Kaplan-Meier
+    # curve rests on a handful of patients (and would show their individual events).
+    at_risk = pd.to_numeric(curves["at_risk"], errors="coerce")
+    curves = curves[at_risk.isna() | (at_risk >= SMALL_CELL_MIN)]
     curves = curves.loc[:, ["series", "time_days", "survival", "ci_low", "ci_high"]]
     fig = F.km_chart(curves, "Kaplan-Meier durability of clinical success")
     rows, csv_rows = [], []
@@ -764,7 +912,26 @@ def durability_blocks(ctx: EditionContext, *, site: SiteInfo | None, labels: dic
     parts = pd.concat([dur[dur["site_id"] == ALL], parts]).drop_duplicates()
     for _, r in parts.sort_values(["site_id", "years"]).iterrows():
         own = site is not None and r["site_id"] == site.site_id
-        hidden = not own and (is_small(r["n"]) or is_small(r["events"]))
+        hidden = not own and (is_small(r["n"]) or is_small(r["events"]) or is_small(r["at_risk"]))
+        if fmt.missing(r["survival"]) and not hidden:
+            name = (
+                "Registry" if r["site_id"] == ALL else "Your site" if own else labels.get(r["site_id"], "?")
+            )
+            rows.append(
+                [name, f"{int(r['years'])} y", fmt.count(r["n"]), "-", "not reached (follow-up too short)"]
+            )
+            csv_rows.append(
+                {
+                    "series": name,
+                    "years": r["years"],
+                    "n": r["n"],
+                    "at_risk": None,
+                    "survival": None,
+                    "ci_low": None,
+                    "ci_high": None,
+                }
+            )
+            continue
         name = "Registry" if r["site_id"] == ALL else "Your site" if own else labels.get(r["site_id"], "?")
         rows.append(
             [
@@ -794,7 +961,8 @@ def durability_blocks(ctx: EditionContext, *, site: SiteInfo | None, labels: dic
         caption="Kaplan-Meier estimate at 1, 2, 3 and 5 years",
         note="Failure = Eckardt > 3 or re-intervention, whichever is first; patients are censored "
         "at their last successful assessment. Benchmark (Li QL 2018 [V]): 94.2 / 92.2 / 91.1 / "
-        "87.1% at 1 / 2 / 3 / 5 years. " + (SUPPRESSION_NOTE if site is None else ""),
+        f"87.1% at 1 / 2 / 3 / 5 years. Curves stop where fewer than {SMALL_CELL_MIN} patients remain at "
+        "risk. " + (SUPPRESSION_NOTE if site is None else ""),
     )
     return [
         FigureBlock(
@@ -810,19 +978,52 @@ def durability_blocks(ctx: EditionContext, *, site: SiteInfo | None, labels: dic
     ]
 
 
+#: Clinical-success measures compared with the subtype benchmarks of clinical-spec §9.1 (S4).
+SUBTYPE_MEASURES = (("P2", "PP"), ("P3", "PP"))
+
+
+def _diagnosis_names(ctx: EditionContext) -> dict[str, str]:
+    def compute() -> dict[str, str]:
+        try:
+            rows = ctx.data.con.execute(
+                "select code, description from seeds.code_sets where code_set = 'diagnosis'"
+            ).fetchall()
+        except Exception:  # seeds not built: show codes
+            rows = []
+        return {str(c): str(d) for c, d in rows}
+
+    return ctx.data.memo(("diagnosis_names",), compute)
+
+
 def subtype_block(ctx: EditionContext, cat: pd.DataFrame) -> list:
+    """Clinical success by diagnosis, pooled across sites (analytics.pooled, default tau² method)."""
     pooled = ctx.data.read("pooled")
-    pooled = pooled[pooled["stratum"] != ALL]
-    if pooled.empty:
-        return [TableView(["Note"], [["No pooled estimates by diagnosis yet (analytics.pooled)."]])]
+    pooled = pooled[(pooled["stratum"] != ALL) & pooled["is_default"].map(_as_bool)]
+    wanted = pooled[
+        [
+            (m, d) in SUBTYPE_MEASURES
+            for m, d in zip(pooled["measure_id"], pooled["denominator_type"], strict=True)
+        ]
+    ]
+    if wanted.empty:
+        return [
+            TableView(
+                ["Note"], [["No pooled clinical-success estimates by diagnosis yet (analytics.pooled)."]]
+            )
+        ]
+    names = _diagnosis_names(ctx)
     bm = ctx.data.read("benchmarks")
     bm = bm[bm["benchmark_key"].str.startswith(SUBTYPE_BENCHMARK_PREFIX, na=False)].copy()
     bm["stratum"] = bm["benchmark_key"].str.slice(len(SUBTYPE_BENCHMARK_PREFIX))
     rows, pts, bench, csv_rows = [], [], [], []
-    for _, r in pooled.sort_values(["measure_id", "stratum"]).iterrows():
-        hidden = is_small(r["events"]) or is_small(r["n_total"])
-        label = f"{r['stratum']} ({r['measure_id']})"
-        b = bm[bm["stratum"] == r["stratum"]]
+    n_hidden = 0
+    order = {m: i for i, (m, _) in enumerate(SUBTYPE_MEASURES)}
+    wanted = wanted.assign(_o=wanted["measure_id"].map(order)).sort_values(["_o", "stratum"])
+    for r in wanted.itertuples(index=False):
+        hidden = is_small(r.events) or is_small(r.n_total)
+        n_hidden += hidden
+        label = f"{names.get(r.stratum, r.stratum)} · {r.measure_id} ({r.denominator_type})"
+        b = bm[bm["stratum"] == r.stratum]
         b_text = (
             f"{fmt.pct(b.iloc[0]['value'])} {b.iloc[0]['provenance_tag']} — {b.iloc[0]['citation']}"
             if not b.empty
@@ -831,67 +1032,89 @@ def subtype_block(ctx: EditionContext, cat: pd.DataFrame) -> list:
         rows.append(
             [
                 label,
-                fmt.count(r["k"]),
-                fmt.fraction(r["events"], r["n_total"], hidden),
-                fmt.rate_with_ci(
-                    {"rate": r["estimate"], "ci_low": r["ci_low"], "ci_high": r["ci_high"]}, hidden
-                ),
-                fmt.interval(r["pi_low"], r["pi_high"]) if not hidden else HIDDEN,
-                f"{fmt.number(r['i2'], 0)}%" if not fmt.missing(r["i2"]) else "-",
+                fmt.count(r.k),
+                fmt.fraction(r.events, r.n_total, hidden),
+                fmt.rate_with_ci({"rate": r.estimate, "ci_low": r.ci_low, "ci_high": r.ci_high}, hidden),
+                fmt.interval(r.pi_low, r.pi_high) if not hidden else HIDDEN,
+                f"{fmt.number(r.i2, 0)}%" if not fmt.missing(r.i2) else "-",
                 b_text,
             ]
         )
-        pts.append(
-            {
-                "label": label,
-                "series": "registry",
-                "rate": None if hidden else r["estimate"],
-                "ci_low": r["ci_low"],
-                "ci_high": r["ci_high"],
-            }
-        )
-        bench.append({"label": label, "value": b.iloc[0]["value"] if not b.empty else None})
+        if not hidden:
+            pts.append(
+                {
+                    "label": label + f" [{fmt.fraction(r.events, r.n_total)}]",
+                    "series": "registry",
+                    "rate": r.estimate,
+                    "ci_low": r.ci_low,
+                    "ci_high": r.ci_high,
+                }
+            )
+            bench.append({"label": pts[-1]["label"], "value": b.iloc[0]["value"] if not b.empty else None})
         csv_rows.append(
             {
-                "measure_id": r["measure_id"],
-                "stratum": r["stratum"],
-                "k": r["k"],
-                "events": None if hidden else r["events"],
-                "n_total": None if hidden else r["n_total"],
-                "estimate": None if hidden else r["estimate"],
-                "ci_low": None if hidden else r["ci_low"],
-                "ci_high": None if hidden else r["ci_high"],
-                "pi_low": None if hidden else r["pi_low"],
-                "pi_high": None if hidden else r["pi_high"],
-                "tau2": r["tau2"],
-                "i2": r["i2"],
-                "model": r["model"],
+                "measure_id": r.measure_id,
+                "denominator_type": r.denominator_type,
+                "stratum": r.stratum,
+                "k": r.k,
+                "events": None if hidden else r.events,
+                "n_total": None if hidden else r.n_total,
+                "estimate": None if hidden else r.estimate,
+                "ci_low": None if hidden else r.ci_low,
+                "ci_high": None if hidden else r.ci_high,
+                "pi_low": None if hidden else r.pi_low,
+                "pi_high": None if hidden else r.pi_high,
+                "tau2": r.tau2,
+                "i2": r.i2,
+                "model": r.model,
+                "tau2_method": r.tau2_method,
                 "benchmark": b.iloc[0]["value"] if not b.empty else None,
             }
         )
-    model = pooled["model"].dropna()
+    sed = bm[bm["stratum"] == "all_sed"]
+    sed_text = (
+        f" All spastic esophageal disorders together: {fmt.pct(sed.iloc[0]['value'])} "
+        f"({fmt.interval(sed.iloc[0]['low'], sed.iloc[0]['high'])}) {sed.iloc[0]['provenance_tag']} — "
+        f"{sed.iloc[0]['citation']}."
+        if not sed.empty
+        else ""
+    )
+    model = wanted["model"].dropna()
+    method = wanted["tau2_method"].dropna()
     table = TableView(
         [
-            "Diagnosis (measure)",
+            "Diagnosis · measure",
             "Sites (k)",
             "Events/N",
             "Pooled rate (95% CI)",
             "95% prediction interval",
             "I²",
-            "Published rate (S4 and others)",
+            "Published rate (S4)",
         ],
         rows,
-        caption="Clinical success by diagnosis subtype, pooled across sites",
-        note=f"Random-effects pooling ({model.iloc[0] if not model.empty else 'see analytics.pooled'}) "
-        "of site rates; the prediction interval is where a new site's rate would be expected. "
+        caption="Clinical success by diagnosis, pooled across sites",
+        note=f"Random-effects pooling ({model.iloc[0] if not model.empty else 'random'} effects, tau² by "
+        f"{method.iloc[0] if not method.empty else 'REML'}) of site rates; the prediction interval is where a new "
+        "site's rate would be expected. S4 defines success as Eckardt ≤ 3 and/or improved dysphagia."
+        + sed_text
+        + " "
         + PROVENANCE_NOTE
         + " "
         + SUPPRESSION_NOTE,
     )
     fig = F.rate_forest(
-        pd.DataFrame(pts), "Clinical success by diagnosis subtype (pooled)", benchmark=pd.DataFrame(bench)
+        pd.DataFrame(pts, columns=["label", "series", "rate", "ci_low", "ci_high"]),
+        "Clinical success by diagnosis (pooled across sites)",
+        benchmark=pd.DataFrame(bench, columns=["label", "value"]),
     )
-    first = pooled["measure_id"].iloc[0]
+    description = (
+        "Each dot is the pooled clinical success of one diagnosis with its 95% interval; diamonds are the "
+        "published rates for spastic disorders (Khan 2017, S4)."
+    )
+    if n_hidden:
+        description += (
+            f" {n_hidden} diagnosis row(s) not drawn: fewer than {SMALL_CELL_MIN} patients or events."
+        )
     return [
         FigureBlock(
             "fig-subtype",
@@ -899,9 +1122,24 @@ def subtype_block(ctx: EditionContext, cat: pd.DataFrame) -> list:
             fig,
             table,
             pd.DataFrame(csv_rows),
-            definition=first,
+            definition=SUBTYPE_MEASURES[0][0],
+            description=description,
         )
     ]
+
+
+SIGNAL_TEXT = {
+    "racusum": "risk-adjusted CUSUM above its limit",
+    "bernoulli_h1": "crossed the unacceptable limit (h1)",
+    "bernoulli_h0": "crossed the acceptable limit (h0)",
+}
+
+
+def signal_text(value) -> str:
+    """``racusum,bernoulli_h1`` (analytics.learning_curve.signal) in words; '' for none."""
+    if fmt.missing(value) or not str(value).strip():
+        return ""
+    return "; ".join(SIGNAL_TEXT.get(p.strip(), p.strip()) for p in str(value).split(",") if p.strip())
 
 
 def cusum_params(lc: pd.DataFrame) -> str:
@@ -921,27 +1159,47 @@ def learning_summary(ctx: EditionContext, labels: dict[str, str]) -> list:
     if lc.empty:
         return [TableView(["Note"], [["No learning curves yet (analytics.learning_curve)."]])]
     rows = []
+    lc = lc.sort_values(["site_id", "operator_label", "case_number"], kind="mergesort")
     for (sid, op), g in lc.groupby(["site_id", "operator_label"], sort=True):
-        g = g.sort_values("case_number")
         n = len(g)
-        signalled = g["signal"].dropna().astype(str)
-        last_signal = signalled.iloc[-1] if not signalled.empty else "none"
+        small = is_small(n)
+        signalled = g[g["signal"].map(lambda v: bool(signal_text(v)))]
+        last_signal = "none"
+        if not signalled.empty:
+            last_signal = signal_text(signalled["signal"].iloc[-1])
+            if not small:
+                last_signal = f"case {int(signalled['case_number'].iloc[-1])}: {last_signal}"
+        last = g.iloc[-1]
         rows.append(
             [
                 labels.get(sid, sid),
                 str(op),
-                fmt.count(n) if not is_small(n) else HIDDEN,
-                fmt.number(g["bernoulli_cusum"].iloc[-1]),
+                fmt.count(n) if not small else HIDDEN,
+                f"{fmt.number(last['bernoulli_cusum'])} (limits {fmt.number(last['bernoulli_h0'])} / "
+                f"{fmt.number(last['bernoulli_h1'])})",
+                f"{fmt.number(last['racusum'])} (h {fmt.number(last['racusum_h'])})",
                 last_signal,
-                cusum_params(g),
             ]
         )
+    first = lc.iloc[0]
+    params = (
+        f"Bernoulli CUSUM of the composite failure with p0={fmt.number(first['p0'])}, p1={fmt.number(first['p1'])}, "
+        f"α={fmt.number(first['alpha'])}, β={fmt.number(first['beta'])}; risk-adjusted CUSUM odds ratio "
+        f"{fmt.number(first['odds_multiplier'])} with a limit h simulated per operator."
+    )
     return [
         TableView(
-            ["Site", "Operator", "Cases", "Current CUSUM", "Latest signal", "Parameters"],
+            [
+                "Site",
+                "Operator",
+                "Cases",
+                "Bernoulli CUSUM now (h0 / h1)",
+                "RA-CUSUM now (limit)",
+                "Latest signal",
+            ],
             rows,
             caption="Operator learning curves (composite failure CUSUM)",
-            note="Each site sees its own operators' charts in its site report. Operators are "
+            note=params + " Each site sees its own operators' charts in its site report. Operators are "
             "pseudonymous; operator experience is never a case-mix term. " + SUPPRESSION_NOTE,
         )
     ]
@@ -977,7 +1235,7 @@ def learning_blocks(ctx: EditionContext, site: SiteInfo) -> list:
                 "yes" if r["composite_failure"] else "no",
                 fmt.number(r["bernoulli_cusum"]),
                 fmt.number(r["racusum"]),
-                str(r["signal"] or ""),
+                signal_text(r["signal"]),
             ]
             for _, r in tail.iterrows()
         ]
@@ -1007,53 +1265,44 @@ def learning_blocks(ctx: EditionContext, site: SiteInfo) -> list:
 
 
 def _suppressed_measures(ctx: EditionContext, period_type: str, own_site: str | None = None) -> pd.DataFrame:
-    return suppress_measure_rows(measures_for(ctx, period_type), own_site=own_site)
+    """Suppressed measure rows of one period type as ``own_site`` sees them (None: the system report).
+
+    Suppression runs once per edition and view over every period at once (sites add up to ALL, quarters
+    and years add up to all time), then quarters and years after the edition's end are dropped.
+    """
+
+    def compute() -> pd.DataFrame:
+        m = suppressed_measures(ctx.data, own_site)
+        m = m[m["period_type"] == period_type]
+        if period_type in ("quarter", "year"):
+            m = m[pd.to_datetime(m["period_start"]).dt.date <= ctx.period.end]
+        return m.reset_index(drop=True)
+
+    return ctx.data.memo(("suppressed", period_type, own_site), compute)
 
 
-def _quarter_for_edition(quarterly: pd.DataFrame, ctx: EditionContext) -> pd.DataFrame:
-    if ctx.period.kind != "quarter":
-        return quarterly.iloc[0:0]
-    return quarterly[pd.to_datetime(quarterly["period_start"]).dt.date == ctx.period.start]
-
-
-def _trend_suppression(quarterly: pd.DataFrame, all_time: pd.DataFrame, own_site: str | None) -> pd.DataFrame:
-    """Quarter values of one site add up to its all-time value when every quarter is shown: suppress them
-    as one line per site and measure, on top of the per-quarter cross-site suppression."""
-    out = quarterly.copy()
-    for (mid, den, sid), g in out.groupby(["measure_id", "denominator_type", "site_id"], dropna=False):
-        if sid == own_site:
-            continue
-        at = all_time[
-            (all_time["measure_id"] == mid)
-            & (all_time["denominator_type"] == den)
-            & (all_time["site_id"] == sid)
-        ]
-        if at.empty or at.iloc[0]["suppressed"]:
-            continue
-        for col in ("numerator", "denominator"):
-            vals = pd.to_numeric(g[col], errors="coerce")
-            if vals.isna().any() or vals.sum() != at.iloc[0][col]:
-                continue
-            hidden = g["suppressed"].astype(bool)
-            n_hidden = int(hidden.sum())
-            hidden_sum = vals[hidden].sum()
-            if n_hidden == 1 or (n_hidden > 1 and 1 <= hidden_sum < SMALL_CELL_MIN):
-                candidates = vals[~hidden & (vals > 0)].sort_values(kind="mergesort")
-                for idx in candidates.index:
-                    hidden[idx] = True
-                    if not 1 <= vals[hidden].sum() < SMALL_CELL_MIN:
-                        break
-                out.loc[hidden[hidden].index, "suppressed"] = True
-    for col in ("numerator", "denominator", "rate", "ci_low", "ci_high"):
-        out[col] = out[col].astype(object).where(~out["suppressed"].astype(bool), None)
-    return out
+def _quarter_for_edition(quarterly: pd.DataFrame, ctx: EditionContext) -> tuple[pd.DataFrame, str]:
+    """Rows of the edition's quarter, or of the latest quarter with data before its end; and that quarter."""
+    if quarterly.empty:
+        return quarterly, ctx.period.label
+    starts = pd.to_datetime(quarterly["period_start"]).dt.date
+    if ctx.period.kind == "quarter":
+        this = quarterly[starts == ctx.period.start]
+        if not this.empty:
+            return this, ctx.period.label
+    ok = starts[starts <= ctx.period.end]
+    if ok.empty:
+        return quarterly.iloc[0:0], ctx.period.label
+    latest = ok.max()
+    return quarterly[starts == latest], f"{latest.year}-Q{(latest.month - 1) // 3 + 1}"
 
 
 def system_page(ctx: EditionContext) -> Page:
     cat = catalog(ctx.data)
     labels = ctx.site_names
     all_time = _suppressed_measures(ctx, "all_time")
-    quarterly = _trend_suppression(_suppressed_measures(ctx, "quarter"), all_time, None)
+    quarterly = _suppressed_measures(ctx, "quarter")
+    yearly = _suppressed_measures(ctx, "year")
     this_q = _quarter_for_edition(quarterly, ctx)
     d = "../definitions/index.html"
     sections = [
@@ -1069,7 +1318,7 @@ def system_page(ctx: EditionContext) -> Page:
             "Trends by quarter",
             "How each key measure moved quarter by quarter (procedures done in that quarter). Outcome "
             "measures for recent quarters fill in as follow-up windows close.",
-            trend_blocks(ctx, cat, quarterly, all_time, site=None, def_href=d),
+            trend_blocks(ctx, cat, quarterly, yearly, all_time, site=None, def_href=d),
         ),
         Section(
             "funnels",
@@ -1077,7 +1326,14 @@ def system_page(ctx: EditionContext) -> Page:
             "Each site's rate against its number of patients, with 95% and 99.8% control limits around the "
             "target. Sites inside the funnel differ from the target no more than chance allows. Sites are "
             "not ranked: a league table would exaggerate differences between small sites.",
-            funnel_blocks(ctx, cat, site=None, labels=labels, def_href=d),
+            funnel_blocks(
+                ctx,
+                cat,
+                site=None,
+                labels=labels,
+                def_href=d,
+                point_labels={s.site_id: s.site_id for s in ctx.sites},
+            ),
         ),
         Section(
             "adverse-events",
@@ -1215,7 +1471,8 @@ def site_page(ctx: EditionContext, site: SiteInfo) -> Page:
     labels = {sid: lab for sid, lab in blinded.items() if sid != site.site_id} | {site.site_id: "Your site"}
     me = site.site_id
     all_time = _suppressed_measures(ctx, "all_time", own_site=me)
-    quarterly = _trend_suppression(_suppressed_measures(ctx, "quarter", own_site=me), all_time, me)
+    quarterly = _suppressed_measures(ctx, "quarter", own_site=me)
+    yearly = _suppressed_measures(ctx, "year", own_site=me)
     this_q = _quarter_for_edition(quarterly, ctx)
     d = ""
     peers = peer_table(cat, all_time, labels, me)
@@ -1249,7 +1506,7 @@ def site_page(ctx: EditionContext, site: SiteInfo) -> Page:
             "trends",
             "Your trends by quarter",
             "Your site and the registry, quarter by quarter.",
-            trend_blocks(ctx, cat, quarterly, all_time, site=site, def_href=d),
+            trend_blocks(ctx, cat, quarterly, yearly, all_time, site=site, def_href=d),
         ),
         Section(
             "adverse-events",
@@ -1359,9 +1616,7 @@ def site_page(ctx: EditionContext, site: SiteInfo) -> Page:
 
 
 def peer_table(cat: pd.DataFrame, all_time: pd.DataFrame, labels: dict[str, str], own: str) -> TableView:
-    keys = cat[cat["key_measure"] & (cat["statistic"].fillna("proportion") == "proportion")][
-        "measure_id"
-    ].tolist()
+    keys = key_measures(cat)["measure_id"].tolist()
     cols, col_keys = ["Site"], []
     for mid in keys:
         dens = sorted(all_time.loc[all_time["measure_id"] == mid, "denominator_type"].dropna().unique())
@@ -1370,25 +1625,20 @@ def peer_table(cat: pd.DataFrame, all_time: pd.DataFrame, labels: dict[str, str]
             col_keys.append((mid, den))
     order = ["Your site", *sorted(v for k, v in labels.items() if k != own)]
     by_label = {v: k for k, v in labels.items()}
+    cells = {(r.measure_id, r.denominator_type, r.site_id): r for r in all_time.itertuples(index=False)}
     rows = []
     for lab in order:
         sid = by_label[lab]
         row = [lab]
         for mid, den in col_keys:
-            r = all_time[
-                (all_time["measure_id"] == mid)
-                & (all_time["denominator_type"] == den)
-                & (all_time["site_id"] == sid)
-            ]
-            if r.empty:
+            r0 = cells.get((mid, den, sid))
+            if r0 is None:
                 row.append("-")
                 continue
-            r0 = r.iloc[0]
-            hidden = bool(r0["suppressed"])
             row.append(
                 HIDDEN
-                if hidden
-                else f"{fmt.pct(r0['rate'])} ({fmt.fraction(r0['numerator'], r0['denominator'])})"
+                if bool(r0.suppressed)
+                else f"{fmt.pct(r0.rate)} ({fmt.fraction(r0.numerator, r0.denominator)})"
             )
         rows.append(row)
     return TableView(
@@ -1468,9 +1718,9 @@ def quality_page(ctx: EditionContext, data_docs_href: str | None, data_docs_note
             names.get(r["site_id"], r["site_id"]) or "(all sites)",
             str(r["stage"]),
             str(r["check_name"]),
-            str(r["column_name"]),
+            "" if fmt.missing(r["column_name"]) else str(r["column_name"]),
             str(r["status"]),
-            str(r["previous_status"] or "-"),
+            "-" if fmt.missing(r["previous_status"]) else str(r["previous_status"]),
             "" if fmt.missing(r["message"]) else str(r["message"]),
         ]
         for _, r in changes.iterrows()

@@ -17,18 +17,21 @@ previous edition online and raises :class:`PublishError` naming what failed.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import inspect
 import json
 import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import duckdb
 
+from poem_registry.faults import fault_point
 from poem_registry.reports import pages as P
 from poem_registry.reports.data import ReportData
 from poem_registry.reports.measures_export import measures_frame
@@ -50,28 +53,33 @@ def _quiet(msg: str) -> None:
 
 
 def _site_infos(data: ReportData, settings: Settings) -> list[P.SiteInfo]:
-    """Sites in the edition: those with rows in the measures mart or in dim_site, named from dim_site/site YAML."""
+    """Sites in the edition: those in dim_site or with rows in the measures mart, named from the site YAML.
+
+    ``marts.dim_site`` carries no names; a site without a YAML file (removed since it delivered) is shown
+    under its site_id.
+    """
     configs = {}
     try:
         from poem_registry.sites import load_sites
 
         configs = {s.site_id: s for s in load_sites(settings.sites_dir)}
-    except Exception as exc:  # a report without site YAML still works from dim_site
-        log.info("site configs not read (%s); using dim_site names", exc)
+    except Exception as exc:  # a report without readable site YAML still works, named by site_id
+        log.warning(
+            "site configs not read from %s (%s); sites are named by their site_id", settings.sites_dir, exc
+        )
     dim = data.read("sites")
-    names = {r.site_id: r.site_name for r in dim.itertuples() if r.site_name}
-    ids = set(dim["site_id"].dropna())
+    ids = {str(s) for s in dim["site_id"].dropna()}
     measures = data.read("measures")
-    ids |= set(measures["site_id"].dropna()) - {P.ALL}
+    ids |= {str(s) for s in measures["site_id"].dropna()} - {P.ALL}
     out = []
     for sid in sorted(ids):
         cfg = configs.get(sid)
         out.append(
             P.SiteInfo(
                 site_id=sid,
-                name=str(names.get(sid) or (cfg.name if cfg else sid)),
+                name=str(cfg.name) if cfg and cfg.name else sid,
                 landing=cfg.landing_name if cfg else sid,
-                cadence_days=cfg.expected_cadence_days if cfg else 31,
+                cadence_days=int(cfg.expected_cadence_days) if cfg else 31,
             )
         )
     return out
@@ -84,26 +92,72 @@ def _gate_warnings(gate: dict | None) -> list[str]:
     return sorted(warnings)
 
 
+DOCS_KEY_FILE = ".data_docs_key"
+
+
+def _data_docs_key(settings: Settings, con: duckdb.DuckDBPyConnection) -> str | None:
+    """What the Data Docs are built from: the stored check results and the expectation catalog."""
+    try:
+        row = con.execute(
+            "select count(*), max(run_at), max(run_id), count(distinct run_id) from quality.check_results"
+        ).fetchone()
+    except duckdb.Error:
+        return None
+    digest = hashlib.sha256(repr(tuple(str(v) for v in row)).encode())
+    for path in sorted(Path(settings.expectations_dir).rglob("*")) if settings.expectations_dir else []:
+        if path.is_file():
+            digest.update(str(path.relative_to(settings.expectations_dir)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _previous_docs(settings: Settings, key: str) -> Path | None:
+    """The Data Docs folder of the latest published edition when it was built from the same inputs."""
+    latest = Path(settings.published_dir) / "latest.json"
+    if not latest.exists():
+        return None
+    try:
+        edition = Path(json.loads(latest.read_text(encoding="utf-8"))["path"])
+    except (ValueError, KeyError, OSError):
+        return None
+    docs = edition / "quality" / "data-docs"
+    marker = docs / DOCS_KEY_FILE
+    if marker.is_file() and marker.read_text(encoding="utf-8").strip() == key:
+        return docs
+    return None
+
+
 def _data_docs(settings: Settings, con: duckdb.DuckDBPyConnection, out_dir: Path) -> tuple[str | None, str]:
-    """Build GX Data Docs into the edition when the quality module provides them."""
-    try:
-        from poem_registry.quality import build_data_docs
-    except ImportError:
-        return None, (
-            "Great Expectations Data Docs are not part of this installation yet "
-            "(poem_registry.quality.build_data_docs is not available)."
-        )
-    try:
-        params = inspect.signature(build_data_docs).parameters
-        kwargs = {"out_dir": out_dir}
-        if "settings" in params:
-            kwargs["settings"] = settings
-        if "con" in params:
-            kwargs["con"] = con
-        build_data_docs(**kwargs)
-    except Exception as exc:
-        log.warning("GX Data Docs could not be built: %s", exc)
-        return None, f"Great Expectations Data Docs could not be built for this edition: {exc}"
+    """Build GX Data Docs into the edition when the quality module provides them.
+
+    Building them takes seconds (Great Expectations renders every suite); when the stored check results
+    and the expectation catalog have not changed since the latest edition, its Data Docs are copied.
+    """
+    key = _data_docs_key(settings, con)
+    previous = _previous_docs(settings, key) if key else None
+    if previous is not None:
+        shutil.copytree(previous, out_dir)
+    else:
+        try:
+            from poem_registry.quality import build_data_docs
+        except ImportError:
+            return None, (
+                "Great Expectations Data Docs are not part of this installation yet "
+                "(poem_registry.quality.build_data_docs is not available)."
+            )
+        try:
+            params = inspect.signature(build_data_docs).parameters
+            kwargs = {"out_dir": out_dir}
+            if "settings" in params:
+                kwargs["settings"] = settings
+            if "con" in params:
+                kwargs["con"] = con
+            build_data_docs(**kwargs)
+        except Exception as exc:
+            log.warning("GX Data Docs could not be built: %s", exc)
+            return None, f"Great Expectations Data Docs could not be built for this edition: {exc}"
+        if key:
+            (out_dir / DOCS_KEY_FILE).write_text(key + "\n", encoding="utf-8")
     index = next((p for p in sorted(out_dir.rglob("index.html"))), None)
     if index is None:
         return None, "Great Expectations Data Docs were built but contain no index.html."
@@ -327,8 +381,11 @@ def publish_edition(
     period: str | None = None,
     gate: dict | None = None,
     progress: Progress = _quiet,
+    data_docs: bool = True,
 ) -> dict:
     """Render and publish one edition, unless the gate says ``publish_allowed: False``.
+
+    ``data_docs=False`` leaves the Great Expectations Data Docs out (the quality page says so).
 
     Returns ``{"status": "published", "edition", "edition_path", "index_html", "system_report", "sites",
     "files", "measures_rows", "headline", "warnings"}`` or ``{"status": "blocked", "message", "reasons"}``.
@@ -338,6 +395,7 @@ def publish_edition(
         return _block(settings, run_id, gate, progress)
     from poem_registry.warehouse import connect
 
+    started = time.perf_counter()
     as_of = as_of or date.today()
     published = Path(settings.published_dir)
     per = parse_period(period, as_of)
@@ -360,13 +418,16 @@ def publish_edition(
                 period=period,
                 gate=gate,
                 progress=progress,
+                data_docs=data_docs,
             )
+        fault_point("publish.after_render")
         step = f"moving the edition into {final.parent}"
         final.parent.mkdir(parents=True, exist_ok=True)
         if final.exists():  # the same run published again: swap, then drop the old copy
             old = staging / "replaced"
             os.rename(final, old)
         os.rename(staging / edition_id, final)
+        fault_point("publish.before_latest")
         step = f"repointing {published / 'latest'}"
         _point_latest(published, edition_id)
         step = f"updating {published / 'index.html'}"
@@ -390,7 +451,10 @@ def publish_edition(
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
     files = sum(1 for p in final.rglob("*") if p.is_file())
-    progress(f"published {edition_id}: {len(summary['sites'])} site reports, {files} files -> {final}")
+    progress(
+        f"published {edition_id}: {len(summary['sites'])} site reports, {files} files in "
+        f"{time.perf_counter() - started:.1f} s -> {final}"
+    )
     return {
         "status": "published",
         "edition": edition_id,

@@ -9,6 +9,7 @@ and the run id, so two renders of the same data are byte-identical.
 
 from __future__ import annotations
 
+import functools
 import json
 import urllib.parse
 from dataclasses import asdict
@@ -40,8 +41,19 @@ def environment(templates_dir: Path) -> jinja2.Environment:
     )
 
 
+@functools.lru_cache(maxsize=1)
 def plotly_js() -> str:
     return plotly.offline.get_plotlyjs()
+
+
+@functools.lru_cache(maxsize=8)
+def _read_css(templates_dir: str) -> str:
+    return (Path(templates_dir) / "static" / "report.css").read_text(encoding="utf-8")
+
+
+@functools.lru_cache(maxsize=1)
+def _inline_js() -> str:
+    return plotly_js().replace("</script", "<\\/script")
 
 
 def write_text(path: Path, text: str) -> None:
@@ -52,9 +64,7 @@ def write_text(path: Path, text: str) -> None:
 def _figure_html(block: FigureBlock) -> str:
     if block.figure is None:
         return ""
-    return block.figure.to_html(
-        include_plotlyjs=False, full_html=False, div_id=block.fig_id, config=PLOTLY_CONFIG, validate=True
-    )
+    return block.figure.to_html(block.fig_id, PLOTLY_CONFIG)
 
 
 def _csv_text(frame: pd.DataFrame, tmp: Path) -> str:
@@ -89,7 +99,7 @@ class Renderer:
         self.files += [self.root / "assets" / "plotly.min.js", self.root / "assets" / "report.css"]
 
     def css(self) -> str:
-        return (self.templates_dir / "static" / "report.css").read_text(encoding="utf-8")
+        return _read_css(str(self.templates_dir))
 
     def _blocks(self, page: Page):
         for section in page.sections:
@@ -102,17 +112,22 @@ class Renderer:
         for block in self._blocks(page):
             if isinstance(block, FigureBlock):
                 has_figures = has_figures or block.figure is not None
-                block.html = _figure_html(block)
+                if not block.html:
+                    block.html = _figure_html(block)
                 extra = getattr(block, "extra_csv", {}) or {}
                 if single_file is None:
                     write_csv(block.data, page_dir / "data" / block.csv_name)
                     self.files.append(page_dir / "data" / block.csv_name)
                     block.csv_href = f"data/{block.csv_name}"  # type: ignore[attr-defined]
+                    # the single-file report of the same page embeds the same CSV: keep its text
+                    block.csv_text = (page_dir / "data" / block.csv_name).read_text(encoding="utf-8")  # type: ignore[attr-defined]
                     for name, frame in sorted(extra.items()):
                         write_csv(frame, page_dir / "data" / name)
                         self.files.append(page_dir / "data" / name)
                 else:
-                    text = _csv_text(block.data, single_file.parent / f".{block.csv_name}.tmp")
+                    text = getattr(block, "csv_text", None)
+                    if text is None:
+                        text = _csv_text(block.data, single_file.parent / f".{block.csv_name}.tmp")
                     block.csv_href = "data:text/csv;charset=utf-8," + urllib.parse.quote(text)  # type: ignore[attr-defined]
         template = self.env.get_template("page.html")
         html = template.render(
@@ -120,7 +135,7 @@ class Renderer:
             root="../" * page.depth,
             has_figures=has_figures,
             inline_css=self.css() if single_file else None,
-            inline_js=plotly_js().replace("</script", "<\\/script") if single_file else None,
+            inline_js=_inline_js() if single_file else None,
             **self.common(),
         )
         out = single_file or page_dir / "index.html"

@@ -291,3 +291,113 @@ def display_count(value: float | int | None, hidden: bool = False) -> str:
     if value is None or pd.isna(value):
         return "-"
     return f"{int(value):,}"
+
+
+def _protect(
+    vals: np.ndarray,
+    hidden: np.ndarray,
+    locked: np.ndarray,
+    cells: np.ndarray,
+    total: int,
+    min_cell: int,
+) -> bool:
+    """Make one line (row positions ``cells`` adding up to row ``total``) safe; True when anything changed."""
+    changed = False
+    while True:
+        h = hidden[cells]
+        n_hidden = int(h.sum()) + int(hidden[total])
+        if n_hidden == 0:
+            return changed
+        if n_hidden > 1 and (hidden[total] or not 1 <= float(vals[cells][h].sum()) < min_cell):
+            return changed
+        open_ = cells[~h & ~locked[cells] & (vals[cells] > 0)]
+        if open_.size:
+            hidden[open_[int(np.argmin(vals[open_]))]] = True
+        elif not hidden[total] and not locked[total]:
+            hidden[total] = True
+        else:
+            return changed  # everything left is locked or zero: the reader knows these values anyway
+        changed = True
+
+
+def suppress_measures_across_periods(
+    measures: pd.DataFrame,
+    *,
+    own_site: str | None = None,
+    total_site: str = "ALL",
+    min_cell: int = SMALL_CELL_MIN,
+) -> pd.DataFrame:
+    """:func:`suppress_measure_rows` for a frame holding every period type at once.
+
+    Besides sites adding up to ``ALL`` within a period, counts also add up over time: a
+    site's quarters to its year and to its all-time value, its years to its all-time value.
+    Each such line is protected like a table margin (a lone hidden quarter would otherwise
+    be the year minus the shown quarters). A line is used only when its counts really add
+    up (measures whose periods overlap, or medians, are left to the cross-site rule). The
+    lines are revisited until nothing changes, so hiding a complement for one line never
+    opens another. Rows are hidden whole (rule 3).
+    """
+    out = measures.copy().reset_index(drop=True)
+    if out.empty:
+        out["suppressed"] = pd.Series(dtype=bool)
+        return out
+    site = out["site_id"].astype(str).to_numpy()
+    locked = site == own_site if own_site else np.zeros(len(out), dtype=bool)
+    counts = [
+        pd.to_numeric(out[c], errors="coerce").to_numpy(float)
+        for c in ("numerator", "denominator")
+        if c in out.columns
+    ]
+    hidden = np.zeros(len(out), dtype=bool)
+    for vals in counts:
+        hidden |= (vals >= 1) & (vals < min_cell) & ~locked
+    den = (
+        out["denominator_type"].astype(str).fillna("")
+        if "denominator_type" in out
+        else pd.Series("", index=out.index)
+    )
+    ptype = out["period_type"].astype(str).to_numpy()
+    start = pd.to_datetime(out["period_start"])
+    year = start.dt.year.to_numpy()
+    key = out["measure_id"].astype(str) + "\x1f" + den
+    lines: list[tuple[np.ndarray, int]] = []
+    # sites -> ALL within each measure, denominator and period
+    frame = pd.DataFrame({"k": key, "p": ptype, "s": start, "site": site})
+    for _, idx in frame.groupby(["k", "p", "s"], sort=True).indices.items():
+        tot = idx[site[idx] == total_site]
+        cells = idx[site[idx] != total_site]
+        if len(tot) == 1 and len(cells):
+            lines.append((cells, int(tot[0])))
+    # periods -> longer periods of the same site
+    by_site = pd.DataFrame({"k": key, "site": site, "p": ptype, "y": year})
+    for _, idx in by_site.groupby(["k", "site"], sort=True).indices.items():
+        all_time = idx[ptype[idx] == "all_time"]
+        years = idx[ptype[idx] == "year"]
+        quarters = idx[ptype[idx] == "quarter"]
+        if len(all_time) == 1:
+            lines += [(years, int(all_time[0])), (quarters, int(all_time[0]))]
+        for y in years:
+            lines.append((quarters[year[quarters] == year[y]], int(y)))
+    usable = []
+    for cells, tot in lines:
+        if not len(cells):
+            continue
+        ok = True
+        for vals in counts:
+            v = vals[cells]
+            if np.isnan(v).any() or np.isnan(vals[tot]) or v.sum() != vals[tot]:
+                ok = False
+                break
+        if ok:
+            usable.append((np.asarray(cells), tot))
+    changed = True
+    while changed:
+        changed = False
+        for cells, tot in usable:
+            for vals in counts:
+                changed |= _protect(vals, hidden, locked, cells, tot, min_cell)
+    out["suppressed"] = hidden
+    for col in ("numerator", "denominator", *RATE_COLUMNS):
+        if col in out.columns:
+            out[col] = out[col].astype(object).where(~out["suppressed"], None)
+    return out

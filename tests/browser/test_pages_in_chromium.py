@@ -1,0 +1,101 @@
+"""Open every page of an edition from file:// in headless Chromium (Playwright).
+
+Checks: no console errors, every plotly div rendered an svg, no request leaves the
+edition folder. Screenshots of the first screen of each page go to
+tests/artifacts/screenshots/ (git-ignored); load times are recorded in
+tests/artifacts/page_load_times.json, not asserted. One browser for the whole test.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.xdist_group("browser"),
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (apt-get install -y chromium)"),
+]
+
+
+def test_every_page_renders_offline(published):
+    from playwright.sync_api import sync_playwright
+
+    _settings, result = published
+    edition = Path(result["edition_path"]).resolve()
+    # Every page kind once: the edition index, system, quality and definitions pages, a site page and the
+    # single-file report of the tiny site (site pages are ~40 charts each and take seconds to draw; the
+    # other sites' pages come from the same code and are checked without a browser in tests/reports).
+    wanted = {
+        "index.html",
+        "system/index.html",
+        "quality/index.html",
+        "definitions/index.html",
+        "sites/harbourview/index.html",
+        "sites/pinecrest/report_pinecrest.html",
+    }
+    pages = sorted(edition / rel for rel in wanted)
+    assert all(p.is_file() for p in pages), [str(p) for p in pages if not p.is_file()]
+    shots = ARTIFACTS / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    outside: list[str] = []
+    problems: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+
+        def route(r):
+            url = r.request.url
+            parsed = urlparse(url)
+            if parsed.scheme == "data" or (
+                parsed.scheme == "file" and Path(unquote(parsed.path)).resolve().is_relative_to(edition)
+            ):
+                return r.continue_()
+            outside.append(url)
+            return r.abort()
+
+        context.route("**/*", route)
+        for path in pages:
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("console", lambda m, errors=errors: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
+            start = time.perf_counter()
+            page.goto(path.as_uri(), wait_until="load")  # file:// only: nothing left to fetch after load
+            timings[str(path.relative_to(edition))] = round(time.perf_counter() - start, 3)
+            n_div = page.locator(".plotly-graph-div").count()
+            rendered = True
+            if n_div:
+                try:
+                    page.wait_for_function(
+                        "Array.from(document.querySelectorAll('.plotly-graph-div'))"
+                        ".every(d => d.querySelector('svg.main-svg'))",
+                        timeout=15_000,
+                    )
+                except Exception:
+                    rendered = False
+            n_svg = page.locator(".plotly-graph-div .main-svg").count()
+            if errors:
+                problems.append(f"{path}: console errors {errors[:3]}")
+            if n_div and not rendered:
+                problems.append(f"{path}: {n_div} plotly divs, {n_svg} svgs")
+            name = str(path.relative_to(edition)).replace("/", "__").replace(".html", ".png")
+            page.screenshot(path=str(shots / name))
+            page.close()
+        browser.close()
+    (ARTIFACTS / "page_load_times.json").write_text(json.dumps(timings, indent=2, sort_keys=True))
+    assert not outside, f"requests outside the edition folder: {outside[:5]}"
+    assert not problems, "\n".join(problems)
+    assert len(timings) == len(wanted)
