@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from poem_registry.faults import fault_point
 from poem_registry.settings import Settings, load_settings
 
 #: Commands that take --target/--vars and write run_results.json.
@@ -162,6 +163,12 @@ def _release_duckdb() -> None:
     gc.collect()  # drop cursors still referencing the database instance
 
 
+def _fault_after_node(event) -> None:
+    """Fault point ``build.mid_dbt``: reached after each dbt model finishes (tests kill dbt mid-build here)."""
+    if event.info.name == "NodeFinished" and getattr(event.data.node_info, "unique_id", "").startswith("model."):
+        fault_point("build.mid_dbt")
+
+
 def parse_run_results(path: Path) -> tuple[str | None, list[NodeResult]]:
     """Nodes of a dbt ``run_results.json``: (invocation_id, results)."""
     data = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -225,9 +232,10 @@ def run_dbt(
     run_results.unlink(missing_ok=True)
     with _dbt_environment(settings, env):
         try:
-            outcome = dbtRunner().invoke(cli)
+            outcome = dbtRunner(callbacks=[_fault_after_node]).invoke(cli)
         finally:
             _release_duckdb()
+    fault_point("build.after_dbt")
     invocation_id, nodes = (None, [])
     if run_results.exists():
         invocation_id, nodes = parse_run_results(run_results)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 from poem_registry.settings import Settings
 from poem_registry.summary import warehouse_summary
@@ -39,7 +40,8 @@ def run_demo(settings: Settings, *, seed: int = 42, in_process: bool = False,
     latest = settings.published_dir / "latest.json"
     if latest.exists():
         edition = json.loads(latest.read_text(encoding="utf-8"))
-        progress(f"reports written: {edition.get('pages', '?')} pages in edition {edition.get('edition')}")
+        pages = sum(1 for _ in Path(edition["path"]).rglob("*.html")) if edition.get("path") else 0
+        progress(f"reports written: {pages} HTML pages in edition {edition.get('edition')} ({edition.get('path')})")
     index = settings.published_dir / "index.html"
     progress(f"open the reports: {index if index.exists() else 'NOT PUBLISHED (see the gate message above)'}")
     return 0 if index.exists() else 4

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from poem_registry.locking import run_lock
 from poem_registry.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,8 @@ def run_ingest(settings: Settings, *, site_ids: list[str] | None = None, run_id:
                progress: Progress = _quiet) -> dict:
     from poem_registry.ingest import ingest
 
-    summary = ingest(settings, site_ids=site_ids, run_id=run_id, progress=progress)
+    with run_lock(settings, "ingest"):
+        summary = ingest(settings, site_ids=site_ids, run_id=run_id, progress=progress)
     return summary.as_dict()
 
 
@@ -38,9 +40,10 @@ def run_build(settings: Settings, *, as_of: date | None = None, run_id: str | No
 
     progress(f"dbt build (as of {as_of or 'today'}) ...")
     args = ["build"] + (["--full-refresh"] if full_refresh else [])
-    result = run_dbt(args, settings, as_of=as_of)
-    with connect(settings.warehouse_path, timeout=settings.warehouse_lock_timeout) as con:
-        store_run_results(con, result, run_id or "adhoc")
+    with run_lock(settings, "build"):
+        result = run_dbt(args, settings, as_of=as_of)
+        with connect(settings.warehouse_path, timeout=settings.warehouse_lock_timeout) as con:
+            store_run_results(con, result, run_id or "adhoc")
     for node in result.nodes:
         if node.status not in ("success", "pass"):
             progress(f"  {node.status}: {node.name} {node.message or ''}")
@@ -55,7 +58,8 @@ def run_analytics(settings: Settings, *, as_of: date | None = None, progress: Pr
     from poem_registry.analytics import compute_all
 
     progress("statistics over marts (funnel limits, learning curves, durability, pooling, O/E) ...")
-    return compute_all(settings, as_of=as_of, progress=progress)
+    with run_lock(settings, "analytics"):
+        return compute_all(settings, as_of=as_of, progress=progress)
 
 
 def run_validate(settings: Settings, *, run_id: str, progress: Progress = _quiet) -> dict:
@@ -65,7 +69,8 @@ def run_validate(settings: Settings, *, run_id: str, progress: Progress = _quiet
     from poem_registry.warehouse import connect
 
     progress("validating marts (GX) ...")
-    with connect(settings.warehouse_path, timeout=settings.warehouse_lock_timeout) as con:
+    with run_lock(settings, "validate"), connect(settings.warehouse_path,
+                                                 timeout=settings.warehouse_lock_timeout) as con:
         delivered = {r[0] for r in con.execute(
             "select distinct site_id from ingest.batches where rows_loaded > 0").fetchall()}
         configured = [s.site_id for s in load_sites(settings.sites_dir)]
@@ -85,7 +90,9 @@ def run_publish(settings: Settings, *, run_id: str, as_of: date | None = None, p
                 gate: dict | None = None, progress: Progress = _quiet) -> dict:
     from poem_registry.reports.publish import publish_edition
 
-    return publish_edition(settings, run_id=run_id, as_of=as_of, period=period, gate=gate, progress=progress)
+    with run_lock(settings, "publish"):
+        return publish_edition(settings, run_id=run_id, as_of=as_of, period=period, gate=gate,
+                               progress=progress)
 
 
 @dataclass
@@ -108,13 +115,14 @@ def run_all(settings: Settings, *, as_of: date | None = None, run_id: str | None
     from poem_registry.ingest import new_run_id
 
     run_id = run_id or new_run_id()
-    summary = RunSummary(run_id=run_id, started_at=datetime.now(UTC).isoformat())
-    summary.stages["ingest"] = run_ingest(settings, site_ids=site_ids, run_id=run_id, progress=progress)
-    summary.stages["build"] = run_build(settings, as_of=as_of, run_id=run_id, progress=progress)
-    summary.stages["analytics"] = run_analytics(settings, as_of=as_of, progress=progress)
-    summary.stages["validate"] = run_validate(settings, run_id=run_id, progress=progress)
-    summary.stages["publish"] = run_publish(settings, run_id=run_id, as_of=as_of, period=period,
-                                            gate=summary.stages["validate"], progress=progress)
-    summary.finished_at = datetime.now(UTC).isoformat()
-    summary.write(settings)
+    with run_lock(settings, f"run_all {run_id}"):  # held across every stage: no other run interleaves
+        summary = RunSummary(run_id=run_id, started_at=datetime.now(UTC).isoformat())
+        summary.stages["ingest"] = run_ingest(settings, site_ids=site_ids, run_id=run_id, progress=progress)
+        summary.stages["build"] = run_build(settings, as_of=as_of, run_id=run_id, progress=progress)
+        summary.stages["analytics"] = run_analytics(settings, as_of=as_of, progress=progress)
+        summary.stages["validate"] = run_validate(settings, run_id=run_id, progress=progress)
+        summary.stages["publish"] = run_publish(settings, run_id=run_id, as_of=as_of, period=period,
+                                                gate=summary.stages["validate"], progress=progress)
+        summary.finished_at = datetime.now(UTC).isoformat()
+        summary.write(settings)
     return summary

@@ -25,7 +25,7 @@ def neutralise(value):
 def write_csv(frame: pd.DataFrame, path: Path) -> None:
     safe = frame.copy()
     for col in safe.columns:
-        if safe[col].dtype == object or str(safe[col].dtype).startswith("string"):
+        if pd.api.types.is_object_dtype(safe[col]) or pd.api.types.is_string_dtype(safe[col]):
             safe[col] = safe[col].map(neutralise, na_action="ignore")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     safe.to_csv(path, index=False, lineterminator="\n")

@@ -148,13 +148,28 @@ def as_bool(value: object) -> bool | None:
     return bool(value)
 
 
+def _bool_objects(series: pd.Series) -> np.ndarray:
+    """:func:`as_bool` of every value as an ``object`` array of True/False/None, evaluated once per
+    distinct value (``pd.factorize``) rather than once per row: same result, linear in numpy."""
+    if pd.api.types.infer_dtype(series, skipna=True) in ("boolean", "empty"):  # bools and missing only
+        values = series.to_numpy(dtype=object, na_value=None).copy()
+        values[pd.isna(values)] = None
+        return values
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    lookup = np.empty(len(uniques) + 1, dtype=object)
+    lookup[:-1] = [as_bool(u) for u in uniques]
+    lookup[-1] = None  # code -1: missing (None, NaN, NA)
+    return lookup[codes]
+
+
 def bool_series(series: pd.Series, missing: bool | None = False) -> pd.Series:
     """A yes/no column as a plain ``bool`` series (missing -> ``missing``), or an ``object``
     series of True/False/None when ``missing`` is None."""
-    values = [as_bool(v) for v in series.tolist()]
+    values = _bool_objects(series)
     if missing is None:
         return pd.Series(values, index=series.index, dtype=object)
-    return pd.Series([missing if v is None else v for v in values], index=series.index, dtype=bool)
+    filled = np.where(pd.isna(values), bool(missing), values) if len(values) else values
+    return pd.Series(filled, index=series.index, dtype=bool)
 
 
 def negate(series: pd.Series) -> pd.Series:
@@ -166,7 +181,8 @@ def negate(series: pd.Series) -> pd.Series:
 
 def is_true(series: pd.Series) -> pd.Series:
     """``bool`` series: True where the value is True (None/NA -> False)."""
-    return pd.Series([as_bool(v) is True for v in series.tolist()], index=series.index, dtype=bool)
+    values = _bool_objects(series)
+    return pd.Series(values == True, index=series.index, dtype=bool)  # noqa: E712 - elementwise on object
 
 
 def severity_rank(ae: pd.DataFrame) -> pd.Series:

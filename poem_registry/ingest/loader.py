@@ -272,16 +272,36 @@ class SiteIngestor:
             else:
                 output = self.adapter.read(delivery, self.site)
         except DeliveryError as exc:
+            if seen:  # an SQL pull quarantined before and still failing: its quarantine stays open, no new batch
+                return BatchOutcome(site_id, delivery.extract_id, seen[0], "duplicate",
+                                    f"still failing as in batch {seen[0]} ({seen[1]}); nothing loaded: {exc}")
             return self._quarantine_whole(delivery, batch_id, fingerprint, started, str(exc), {}, [], exc.rule)
         except Exception as exc:  # an adapter bug or an unforeseen file: still quarantine, never crash the run
             log.exception("adapter %s failed on %s", self.site.adapter, delivery.path)
-            return self._quarantine_whole(
-                delivery, batch_id, fingerprint, started,
-                f"site {site_id}: the {self.site.adapter} adapter could not read extract {delivery.extract_id} "
-                f"({type(exc).__name__}: {exc}). Check the files against the site's mapping.", {}, [],
-                "delivery_readable")
-        findings = list(output.findings) + _guard_columns(output, self.site)
+            reason = (f"site {site_id}: the {self.site.adapter} adapter could not read extract "
+                      f"{delivery.extract_id} ({type(exc).__name__}: {exc}). Check the files against the site's "
+                      "mapping.")
+            if seen:
+                return BatchOutcome(site_id, delivery.extract_id, seen[0], "duplicate",
+                                    f"still failing as in batch {seen[0]} ({seen[1]}); nothing loaded: {reason}")
+            return self._quarantine_whole(delivery, batch_id, fingerprint, started, reason, {}, [],
+                                          "delivery_readable")
         file_hashes = {name: sha256_bytes(data) for name, data in output.files.items() if data is not None}
+        if self.site.adapter == "sql":
+            # An SQL pull is re-discovered only while its extract was never committed (e.g. quarantined for a
+            # missing column). Identify it by the rows pulled, like a file delivery by its bytes: the same rows
+            # again are a duplicate, changed rows (the site fixed its database) a new batch. Identifying it by
+            # extract id alone re-used the quarantined batch's id and failed every later run on the primary key.
+            content = hashlib.sha256(delivery.extract_id.encode())
+            for name, digest in sorted(file_hashes.items()):
+                content.update(f"\0{name}\0{digest}".encode())
+            fingerprint = content.hexdigest()
+            seen = self._seen_fingerprint(fingerprint)
+            if seen:
+                return BatchOutcome(site_id, delivery.extract_id, seen[0], "duplicate",
+                                    f"already processed in batch {seen[0]} ({seen[1]}); nothing loaded")
+            batch_id = _batch_id(site_id, delivery.extract_id, fingerprint)
+        findings = list(output.findings) + _guard_columns(output, self.site)
         return _Pending(delivery, output, batch_id, fingerprint, started, findings, file_hashes)
 
     def _validate_and_commit(self, pending: list[_Pending]) -> list[BatchOutcome]:

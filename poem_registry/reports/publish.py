@@ -22,6 +22,7 @@ import inspect
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -41,6 +42,11 @@ from poem_registry.safe_csv import write_csv
 from poem_registry.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def edition_name(period_label: str, run_id: str) -> str:
+    """Folder name of an edition: the period and the run, safe in paths and URLs (Airflow run ids hold ':' and '+')."""
+    return f"{period_label}__{re.sub(r'[^A-Za-z0-9_.-]+', '-', run_id).strip('-')}"
 Progress = Callable[[str], None]
 
 
@@ -178,7 +184,7 @@ def build_edition(
 ) -> dict:
     """Render every page of one edition into ``out_dir`` (which must not exist yet); returns its summary."""
     per = parse_period(period, as_of)
-    edition_id = f"{per.label}__{run_id}"
+    edition_id = edition_name(per.label, run_id)
     data = ReportData(con)
     sites = _site_infos(data, settings)
     ctx = P.EditionContext(
@@ -399,7 +405,7 @@ def publish_edition(
     as_of = as_of or date.today()
     published = Path(settings.published_dir)
     per = parse_period(period, as_of)
-    edition_id = f"{per.label}__{run_id}"
+    edition_id = edition_name(per.label, run_id)
     final = published / "editions" / edition_id
     staging: Path | None = None
     step = f"creating a temporary folder next to {published}"
