@@ -30,7 +30,8 @@ import pandas as pd
 from poem_registry.quality.catalog import Suite, delivery_suite, load_all
 
 SAMPLE = 20
-_CDN = re.compile(r"""(?:src|href)=["'](https?://[^"']+)["']""")
+# Assets a page loads (stylesheets and scripts), not plain links to GX's documentation.
+_CDN = re.compile(r"""<(?:link[^>]+href|script[^>]+src)=["'](https?://[^"']+)["']""", re.IGNORECASE)
 
 
 def _trim(result: Any) -> Any:
