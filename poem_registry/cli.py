@@ -108,17 +108,17 @@ def ingest(
     demo: DemoOpt = False,
 ) -> None:
     """Load new site deliveries into the warehouse (validated, pseudonymized; bad rows quarantined)."""
-    from poem_registry.ingest import ingest as run
+    from poem_registry.pipeline import run_ingest
 
     settings = _settings(home, sites_dir, warehouse, demo, landing)
     try:
-        summary = run(settings, site_ids=site, progress=_progress)
+        summary = run_ingest(settings, site_ids=site, progress=_progress)
     except Exception as exc:
         _fail(str(exc))
-    typer.echo(f"loaded {summary.rows_loaded} rows in {summary.committed_batches} batch(es); "
-               f"{summary.rows_quarantined} row(s) quarantined; {len(summary.site_errors)} site(s) failed")
-    if summary.site_errors:
-        for s, e in summary.site_errors.items():
+    typer.echo(f"loaded {summary['rows_loaded']} rows in {summary['committed_batches']} batch(es); "
+               f"{summary['rows_quarantined']} row(s) quarantined; {len(summary['site_errors'])} site(s) failed")
+    if summary["site_errors"]:
+        for s, e in summary["site_errors"].items():
             typer.secho(f"  {s}: {e}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
 

@@ -35,3 +35,22 @@ def poem_home(tmp_path, monkeypatch):
                 "POEM_QUARANTINE", "POEM_DEMO"):
         monkeypatch.delenv(var, raising=False)
     return load_settings(home=home, sites_dir=sites, warehouse_lock_timeout=2)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Make ``pytest.mark.xdist_group`` work under ``--dist loadgroup``.
+
+    pytest-xdist 3.8 marks a group by appending ``@<group>`` to ``item._nodeid``, but pytest 9.2 reads node
+    ids from ``item._id``, so the mark has no effect and a group's expensive session fixture (a dbt build, a
+    published edition, the end-to-end reliability run) is built once per worker. Apply the suffix here.
+    """
+    if getattr(config.option, "dist", "no") != "loadgroup":
+        return
+    from _pytest.nodeid import NodeId
+
+    for item in items:
+        marker = item.get_closest_marker("xdist_group")
+        if marker and "@" not in item.nodeid:
+            group = marker.args[0] if marker.args else marker.kwargs.get("name", "default")
+            item._id = NodeId.parse(f"{item.nodeid}@{group}")

@@ -514,7 +514,7 @@ def empty_row_mask(frame: pd.DataFrame) -> pd.Series:
     data = frame.drop(columns=[c for c in (SOURCE_FILE, SOURCE_ROW) if c in frame.columns])
     if data.shape[1] == 0:
         return pd.Series(True, index=frame.index)
-    blank = data.apply(lambda s: s.isna() | (s.astype("string").str.strip() == ""))
+    blank = data.apply(lambda s: s.isna() | (s.astype("string").str.strip() == "")).astype(bool)
     return blank.all(axis=1)
 
 

@@ -16,6 +16,7 @@ HTML is rendered at build time) but lose styling and the sortable index table.
 from __future__ import annotations
 
 import copy
+import html
 import json
 import re
 import shutil
@@ -31,7 +32,16 @@ from poem_registry.quality.catalog import Suite, delivery_suite, load_all
 
 SAMPLE = 20
 # Assets a page loads (stylesheets and scripts), not plain links to GX's documentation.
-_CDN = re.compile(r"""<(?:link[^>]+href|script[^>]+src)=["'](https?://[^"']+)["']""", re.IGNORECASE)
+_CDN = re.compile(r"""<(?:link[^>]+href|script[^>]+src|img[^>]+src)=["'](https?://[^"']+)["']""", re.IGNORECASE)
+
+
+def _escape(value: Any) -> Any:
+    """Delivered values as inert text: GX's Data Docs templates insert them into HTML unescaped."""
+    if isinstance(value, str):
+        return html.escape(value)
+    if isinstance(value, dict):
+        return {k: _escape(v) for k, v in value.items()}
+    return value
 
 
 def _trim(result: Any) -> Any:
@@ -43,7 +53,7 @@ def _trim(result: Any) -> Any:
         for key in ("unexpected_list", "unexpected_index_list", "partial_unexpected_list",
                     "partial_unexpected_index_list", "partial_unexpected_counts"):  # fmt: skip
             if isinstance(data.get(key), list):
-                data[key] = [] if identifier and "index" not in key else data[key][:SAMPLE]
+                data[key] = [] if identifier and "index" not in key else [_escape(v) for v in data[key][:SAMPLE]]
         data.pop("unexpected_index_query", None)
     return trimmed
 
@@ -227,7 +237,8 @@ def build_data_docs(
 
 
 _EXTERNAL_TAG = re.compile(
-    r"""<link[^>]+href=["']https?://[^"']+["'][^>]*>|<script[^>]+src=["']https?://[^"']+["'][^>]*>\s*</script>""",
+    r"""<link[^>]+href=["']https?://[^"']+["'][^>]*>|<script[^>]+src=["']https?://[^"']+["'][^>]*>\s*</script>"""
+    r"""|<img[^>]+src=["']https?://[^"']+["'][^>]*>""",
     re.IGNORECASE,
 )
 _LOCAL_STYLE = (

@@ -11,7 +11,7 @@ from conftest import AS_OF, assert_dbt_ok, make_settings
 
 from poem_registry.build import run_dbt, store_run_results
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dbt")]
 
 SCHEMAS = {"marts": "marts", "intermediate": "intermediate", "staging": "staging"}
 BASE_MODELS = [

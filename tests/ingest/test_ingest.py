@@ -22,8 +22,6 @@ from poem_registry.ingest import ingest
 from poem_registry.ingest.pseudonymize import MissingSecretError
 from tests.ingest.conftest import followup, procedure, to_csv, write_delivery, write_site
 
-pytestmark = pytest.mark.xdist_group("ingest")
-
 
 def _raw(settings, table: str) -> pd.DataFrame:
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
@@ -145,7 +143,7 @@ def test_withdrawal_purges_every_row_and_blocks_redelivery(site):
     assert applied == [(2,)]
     # a cumulative re-delivery of the withdrawn patient is not loaded again
     write_delivery(site.landing_dir, "alpha", "2024-06-01",
-                   {"procedures.csv": to_csv(procs + [procedure("P4")], "procedures")})
+                   {"procedures.csv": to_csv([*procs, procedure("P4")], "procedures")})
     outcome = ingest(site).outcomes[-1]
     assert outcome.rows_withdrawn == 1
     assert "P1" not in set(_raw(site, "procedures")["procedure_id"])

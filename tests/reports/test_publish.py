@@ -18,6 +18,9 @@ from poem_registry.reports.publish import PublishError, build_edition, publish_e
 from poem_registry.warehouse import connect
 from tests.reports.report_fixtures import AS_OF, GATE_OK, RUN_ID, SITES
 
+# shares the session-scoped demo edition with the browser test
+pytestmark = pytest.mark.xdist_group("browser")
+
 
 def test_published_layout(published):
     settings, result = published
