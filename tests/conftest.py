@@ -45,7 +45,7 @@ def pytest_collection_modifyitems(config, items):
     ids from ``item._id``, so the mark has no effect and a group's expensive session fixture (a dbt build, a
     published edition, the end-to-end reliability run) is built once per worker. Apply the suffix here.
     """
-    if getattr(config.option, "dist", "no") != "loadgroup":
+    if not getattr(config.option, "loadgroup", False):  # set on the workers, where collection happens
         return
     from _pytest.nodeid import NodeId
 
