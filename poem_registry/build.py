@@ -23,7 +23,7 @@ from poem_registry.faults import fault_point
 from poem_registry.settings import Settings, load_settings
 
 #: Commands that take --target/--vars and write run_results.json.
-_RUN_COMMANDS = {"build", "run", "test", "seed", "compile", "show", "parse", "snapshot", "list", "ls"}
+_RUN_COMMANDS = {"build", "run", "test", "seed", "compile", "show", "parse", "snapshot", "list", "ls", "docs"}
 #: Commands whose incremental models must be rebuilt when as_of moves back in time.
 _MODEL_COMMANDS = {"build", "run"}
 #: dbt reads env vars from the process environment; serialize in-process runs that change it.
@@ -309,3 +309,8 @@ def dbt_parse_check(settings: Settings | None = None) -> ParseCheck:
     if error and "Deprecat" in error:  # promoted to an error, so it never reached the callback
         deprecations.append(error)
     return ParseCheck(success=bool(outcome.success), deprecations=deprecations, error=error)
+
+
+def static_docs_path(settings) -> Path:
+    """Where `dbt docs generate --static` leaves its single-file documentation (published with each edition)."""
+    return Path(settings.home) / "dbt" / "target" / "static_index.html"

@@ -51,6 +51,9 @@ def run_build(settings: Settings, *, as_of: date | None = None, run_id: str | No
     if not result.success:
         raise RuntimeError(f"dbt build failed: {result.summary_line()}; see {result.run_results_path} "
                            "and the log above for the failing model or test")
+    docs = run_dbt(["docs", "generate", "--static"], settings, as_of=as_of)
+    if not docs.success:  # the marts are fine; an edition then simply has no warehouse docs
+        progress("  warning: dbt docs generate failed; editions will not include the warehouse docs")
     return {"success": result.success, "nodes": len(result.nodes), "summary": result.summary_line()}
 
 

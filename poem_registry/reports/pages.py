@@ -1677,7 +1677,7 @@ def definitions_table(cat: pd.DataFrame, anchors: bool = True) -> TableView:
     return t
 
 
-def definitions_page(ctx: EditionContext) -> Page:
+def definitions_page(ctx: EditionContext, warehouse_docs_href: str | None = None) -> Page:
     cat = catalog(ctx.data)
     intro = (
         "Every measure in these reports, with exactly what is counted above and below the line, what is "
@@ -1686,6 +1686,11 @@ def definitions_page(ctx: EditionContext) -> Page:
         "Kaplan-Meier. PP = per protocol (patients assessed in the window); ITT = intention to treat "
         "(everyone eligible, missing counted as failure)."
     )
+    if warehouse_docs_href:
+        intro += (
+            f' The <a href="{warehouse_docs_href}">warehouse documentation</a> (dbt docs) shows every model '
+            "behind these numbers, its grain, columns, tests and lineage back to the delivered files."
+        )
     return Page(
         "definitions",
         "Measure definitions",

@@ -133,6 +133,20 @@ def _previous_docs(settings: Settings, key: str) -> Path | None:
     return None
 
 
+def _warehouse_docs(settings: Settings, out_dir: Path) -> str | None:
+    """The dbt docs of the build behind this edition (one static HTML file written by the build stage)."""
+    from poem_registry.build import static_docs_path
+    from poem_registry.quality.docs import strip_external_assets
+
+    source = static_docs_path(settings)
+    if not source.is_file():
+        return None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, out_dir / "warehouse-docs.html")
+    strip_external_assets(out_dir)  # offline editions: no fonts or scripts from outside
+    return "warehouse-docs.html"
+
+
 def _data_docs(settings: Settings, con: duckdb.DuckDBPyConnection, out_dir: Path) -> tuple[str | None, str]:
     """Build GX Data Docs into the edition when the quality module provides them.
 
@@ -206,7 +220,7 @@ def build_edition(
     system = P.system_page(ctx)
     r.render_page(system)
     progress("  definitions and data-quality pages")
-    r.render_page(P.definitions_page(ctx))
+    r.render_page(P.definitions_page(ctx, _warehouse_docs(settings, out_dir / "definitions")))
     docs_href, docs_note = (None, "Data Docs were not built for this render.")
     if data_docs:
         docs_href, docs_note = _data_docs(settings, con, out_dir / "quality" / "data-docs")
