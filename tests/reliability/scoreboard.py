@@ -36,8 +36,9 @@ def render(board: dict) -> str:
         f"| Bad inputs tried | **{board.get('bad_inputs_tried', 0)}** "
         f"({board.get('crafted_bad_inputs', 0)} crafted + {sum(fuzz.values())} fuzzed) |",
         f"| Leak scan hits | **{hits if hits is not None else 'not run'}** "
-        f"({leak.get('identifiers', 0)} identifiers and the secret, over {leak.get('files', 0)} files "
-        f"and {leak.get('tables', 0)} warehouse tables) |",
+        # file and table counts stay in scoreboard.json: they change whenever a report page or mart is added
+        f"({leak.get('identifiers', 0)} identifiers and the secret, over every file and warehouse table "
+        f"the run wrote) |",
         f"| Site isolation | {iso.get('sites', 0)} site reports checked, "
         f"{iso.get('violations', 'not run')} violations |",
         "",
