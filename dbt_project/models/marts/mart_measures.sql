@@ -21,20 +21,7 @@ by_site as (
 ),
 
 by_period as (
-    select by_site.*, 'quarter' as period_type, procedure_quarter_start as period_start,
-        cast({{ dbt.dateadd('day', -1, dbt.dateadd('month', 3, 'procedure_quarter_start')) }} as date) as period_end,
-        cast(procedure_year as varchar) || '-Q'
-            || cast(cast(extract(quarter from procedure_quarter_start) as integer) as varchar) as period_label
-    from by_site
-    union all
-    select by_site.*, 'year', cast({{ dbt.date_trunc('year', 'procedure_date') }} as date),
-        cast({{ dbt.dateadd('day', -1, dbt.dateadd('year', 1, dbt.date_trunc('year', 'procedure_date'))) }} as date),
-        cast(procedure_year as varchar)
-    from by_site
-    union all
-    select by_site.*, 'all_time', registry_start.first_procedure_date, {{ as_of_date() }}, 'all'
-    from by_site
-    cross join registry_start
+    {{ expand_reporting_periods('by_site', 'registry_start') }}
 ),
 
 aggregated as (
