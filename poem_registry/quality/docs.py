@@ -247,13 +247,21 @@ _LOCAL_STYLE = (
 )
 
 
+_INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>.*?</script>", re.IGNORECASE | re.DOTALL)
+
+
 def strip_external_assets(site_dir: Path) -> int:
-    """Remove CDN <link>/<script> tags from the Data Docs pages (offline editions, no outside requests)."""
+    """Remove CDN <link>/<script>/<img> tags from the Data Docs pages (offline editions, no outside requests).
+
+    GX's inline scripts need the jQuery/Bootstrap just removed, so they go too: the pages are static HTML
+    whose content is all server-rendered.
+    """
     removed = 0
     for page in Path(site_dir).rglob("*.html"):
         text = page.read_text(encoding="utf-8")
         new, n = _EXTERNAL_TAG.subn("", text)
         if n:
+            new = _INLINE_SCRIPT.sub("", new)
             removed += n
             page.write_text(new.replace("</head>", _LOCAL_STYLE + "</head>", 1), encoding="utf-8")
     return removed
