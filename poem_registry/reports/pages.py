@@ -1297,6 +1297,23 @@ def _quarter_for_edition(quarterly: pd.DataFrame, ctx: EditionContext) -> tuple[
     return quarterly[starts == latest], f"{latest.year}-Q{(latest.month - 1) // 3 + 1}"
 
 
+#: Measure tables shown on the system page and on every site page: figure id -> (measures, title).
+SHARED_MEASURE_TABLES: dict[str, tuple[tuple[str, ...], str]] = {
+    "fig-ae-rates": (("P5", "P6M", "P6S", "P7"), "Adverse-event rates"),
+    "fig-reflux": (REFLUX_MEASURES, "Reflux measures 3-12 months after POEM"),
+    "fig-followup": (FOLLOWUP_MEASURES, "Follow-up completeness"),
+}
+
+
+def shared_measure_blocks(
+    cat: pd.DataFrame, measures: pd.DataFrame, fig_id: str, *, site: SiteInfo | None, def_href: str
+) -> list[FigureBlock]:
+    """One of the shared measure tables, for the registry (site=None) or a site; empty when it has no rows."""
+    ids, title = SHARED_MEASURE_TABLES[fig_id]
+    block = measure_table(cat, measures, ids, fig_id=fig_id, title=title, site=site, def_href=def_href)
+    return [block] if block else []
+
+
 def system_page(ctx: EditionContext) -> Page:
     cat = catalog(ctx.data)
     labels = ctx.site_names
@@ -1341,21 +1358,7 @@ def system_page(ctx: EditionContext) -> Page:
             "Adverse events within 30 days graded with the ASGE lexicon (mild, moderate, severe, fatal); "
             "intraprocedural incidents are shown separately because they are not adverse events unless "
             "they change management.",
-            [
-                b
-                for b in [
-                    measure_table(
-                        cat,
-                        all_time,
-                        ("P5", "P6M", "P6S", "P7"),
-                        fig_id="fig-ae-rates",
-                        title="Adverse-event rates",
-                        site=None,
-                        def_href=d,
-                    )
-                ]
-                if b
-            ]
+            shared_measure_blocks(cat, all_time, "fig-ae-rates", site=None, def_href=d)
             + ae_blocks(ctx, site=None, labels=labels, def_href=d),
         ),
         Section(
@@ -1363,21 +1366,7 @@ def system_page(ctx: EditionContext) -> Page:
             "Reflux after POEM",
             "Reflux is reported as separate measures because they disagree often: objective acid exposure "
             "(pH study off PPI), esophagitis by LA grade at endoscopy, symptoms (GerdQ) and PPI use.",
-            [
-                b
-                for b in [
-                    measure_table(
-                        cat,
-                        all_time,
-                        REFLUX_MEASURES,
-                        fig_id="fig-reflux",
-                        title="Reflux measures 3-12 months after POEM",
-                        site=None,
-                        def_href=d,
-                    )
-                ]
-                if b
-            ]
+            shared_measure_blocks(cat, all_time, "fig-reflux", site=None, def_href=d)
             + la_grade_block(ctx, site=None, labels=labels),
         ),
         Section(
@@ -1404,21 +1393,7 @@ def system_page(ctx: EditionContext) -> Page:
             "Follow-up completeness",
             "The share of patients whose follow-up window has closed who were actually assessed in it. "
             "Low completeness makes per-protocol success rates optimistic.",
-            [
-                b
-                for b in [
-                    measure_table(
-                        cat,
-                        all_time,
-                        FOLLOWUP_MEASURES,
-                        fig_id="fig-followup",
-                        title="Follow-up completeness",
-                        site=None,
-                        def_href=d,
-                    )
-                ]
-                if b
-            ],
+            shared_measure_blocks(cat, all_time, "fig-followup", site=None, def_href=d),
         ),
         Section(
             "data-quality",
@@ -1512,42 +1487,14 @@ def site_page(ctx: EditionContext, site: SiteInfo) -> Page:
             "adverse-events",
             "Adverse events and incidents at your site",
             "",
-            [
-                b
-                for b in [
-                    measure_table(
-                        cat,
-                        all_time,
-                        ("P5", "P6M", "P6S", "P7"),
-                        fig_id="fig-ae-rates",
-                        title="Adverse-event rates",
-                        site=site,
-                        def_href=d,
-                    )
-                ]
-                if b
-            ]
+            shared_measure_blocks(cat, all_time, "fig-ae-rates", site=site, def_href=d)
             + ae_blocks(ctx, site=site, labels=labels, def_href=d),
         ),
         Section(
             "reflux",
             "Reflux after POEM",
             "",
-            [
-                b
-                for b in [
-                    measure_table(
-                        cat,
-                        all_time,
-                        REFLUX_MEASURES,
-                        fig_id="fig-reflux",
-                        title="Reflux measures 3-12 months after POEM",
-                        site=site,
-                        def_href=d,
-                    )
-                ]
-                if b
-            ]
+            shared_measure_blocks(cat, all_time, "fig-reflux", site=site, def_href=d)
             + la_grade_block(ctx, site=site, labels=labels),
         ),
         Section(
@@ -1563,21 +1510,7 @@ def site_page(ctx: EditionContext, site: SiteInfo) -> Page:
             "followup",
             "Follow-up completeness",
             "",
-            [
-                b
-                for b in [
-                    measure_table(
-                        cat,
-                        all_time,
-                        FOLLOWUP_MEASURES,
-                        fig_id="fig-followup",
-                        title="Follow-up completeness",
-                        site=site,
-                        def_href=d,
-                    )
-                ]
-                if b
-            ],
+            shared_measure_blocks(cat, all_time, "fig-followup", site=site, def_href=d),
         ),
         Section(
             "data-quality",
