@@ -44,11 +44,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from poem_registry.adapters.base import SOURCE_FILE, SOURCE_ROW, AdapterOutput, Finding
 from poem_registry.adapters.redcap import (
@@ -62,6 +60,7 @@ from poem_registry.adapters.redcap import (
     RedcapRecords,
     read_records,
 )
+from poem_registry.contract import load_contract
 from poem_registry.ingest.privacy import identifier_kind
 
 __all__ = [
@@ -80,14 +79,8 @@ _ID_COLUMN = {"followups": "assessment_id", "adverse_events": "event_id", "reint
 _REPEATING_ENTITIES = ("adverse_events", "reinterventions")
 _TRUE = frozenset({"1", "y", "yes", "true", "t", "checked"})
 _FALSE = frozenset({"0", "n", "no", "false", "f", "unchecked"})
-_CONTRACT = Path(__file__).resolve().parent.parent / "contract" / "exchange_v1.yml"
 class MappingError(ValueError):
     """A site mapping that cannot be used; the message names the key to fix."""
-
-
-@cache
-def _contract() -> dict:
-    return yaml.safe_load(_CONTRACT.read_text(encoding="utf-8"))
 
 
 def exchange_columns(entity: str) -> list[str]:
@@ -97,7 +90,7 @@ def exchange_columns(entity: str) -> list[str]:
 
 def exchange_column_types(entity: str) -> dict[str, str]:
     """``{column: exchange type}`` of an entity (text, code, int, decimal, bool, date, timestamp)."""
-    return {c["name"]: c["type"] for c in _contract()["entities"][entity]["columns"]}
+    return {c.name: c.type for c in load_contract().entities[entity].columns}
 
 
 # --------------------------------------------------------------------------- mapping
