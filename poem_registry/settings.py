@@ -52,6 +52,9 @@ class Settings:
     demo: bool = False
     #: Seconds to keep retrying when another process holds the warehouse file.
     warehouse_lock_timeout: float = 60.0
+    #: Ingest validates the sites of a wave together (one GX pass per entity); a wave ends once its
+    #: sites delivered this many rows. Larger waves: fewer GX passes, more memory.
+    ingest_rows_per_wave: int = 300_000
     registry_name: str = "POEM Registry"
 
     def with_overrides(self, **overrides) -> Settings:
@@ -106,6 +109,9 @@ def load_settings(settings_file: Path | None = None, **overrides) -> Settings:
     timeout = pick("warehouse_lock_timeout", "POEM_WAREHOUSE_LOCK_TIMEOUT")
     if timeout is not None:
         values["warehouse_lock_timeout"] = float(timeout)
+    rows_per_wave = pick("ingest_rows_per_wave", "POEM_INGEST_ROWS_PER_WAVE")
+    if rows_per_wave is not None:
+        values["ingest_rows_per_wave"] = int(rows_per_wave)
     if pick("registry_name", "POEM_REGISTRY_NAME"):
         values["registry_name"] = pick("registry_name", "POEM_REGISTRY_NAME")
     return Settings(**values)

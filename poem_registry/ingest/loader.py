@@ -10,6 +10,7 @@ fails structurally is quarantined whole. One site's failure never stops another.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from collections.abc import Callable
@@ -199,6 +200,14 @@ class SiteIngestor:
         self.progress = progress or (lambda msg: None)
         self.adapter = get_adapter(site.adapter)
         self.checks: list = []
+        self.outcomes: list[BatchOutcome] = []
+        self.pending: list[_Pending] = []
+        self._parts: list[tuple[int, pd.DataFrame]] = []
+        self._combined: pd.DataFrame | None = None
+        self._known = pd.DataFrame(columns=["procedure_id", "procedure_date"])
+        self._in_transaction = False
+        self._raw_buffer: dict[str, list[pd.DataFrame]] = {}
+        self._withdrawn: set[str] = set()
 
     # -- ledger ---------------------------------------------------------------
     def _seen_fingerprint(self, fingerprint: str) -> tuple[str, str] | None:
@@ -224,19 +233,31 @@ class SiteIngestor:
     # -- main -----------------------------------------------------------------
     def run(self) -> list[BatchOutcome]:
         """Read every pending delivery, validate them together, commit each in its own transaction."""
+        from poem_registry.quality.delivery import validate_deliveries
+
+        self.read_pending()
+        for entity_name in ENTITY_ORDER:
+            prepared = self.prepare(entity_name)
+            if prepared is not None:
+                self.absorb(entity_name, validate_deliveries([prepared])[0])
+        return self.commit()
+
+    def read_pending(self) -> int:
+        """Read every delivery not yet in the ledger; returns the rows read (for batching sites)."""
         deliveries = self._discover()
-        outcomes: list[BatchOutcome] = []
-        pending: list[_Pending] = []
+        self.outcomes: list[BatchOutcome] = []
+        self.pending: list[_Pending] = []
         for i, delivery in enumerate(deliveries, 1):
             self.progress(f"  {self.site.site_id}: reading delivery {i}/{len(deliveries)} ({delivery.extract_id})")
             result = self._read(delivery)
             if isinstance(result, BatchOutcome):
-                outcomes.append(result)
+                self.outcomes.append(result)
             else:
-                pending.append(result)
-        if pending:
-            outcomes += self._validate_and_commit(pending)
-        return outcomes
+                self.pending.append(result)
+        if self.pending:
+            self._mark_repeated_files()
+            self._known = self._known_procedures()
+        return sum(len(f) for p in self.pending for f in p.output.frames.values())
 
     def _discover(self) -> list[Delivery]:
         if self.site.adapter == "sql":
@@ -304,15 +325,10 @@ class SiteIngestor:
         findings = list(output.findings) + _guard_columns(output, self.site)
         return _Pending(delivery, output, batch_id, fingerprint, started, findings, file_hashes)
 
-    def _validate_and_commit(self, pending: list[_Pending]) -> list[BatchOutcome]:
-        """One GX pass per entity over all pending deliveries of the site (GX's cost is per call, not per row)."""
-        from poem_registry.quality.delivery import not_applicable_results, validate_delivery
-        from poem_registry.quality.results import store_results
-
-        site_id = self.site.site_id
-        contract = load_contract()
+    def _mark_repeated_files(self) -> None:
+        """A file identical to one already loaded (or earlier in this run) is not loaded again."""
         seen_files = self._seen_files()
-        for p in pending:  # a file identical to one already loaded (or earlier in this run) is not loaded again
+        for p in self.pending:
             for name, digest in sorted(p.file_hashes.items()):
                 if digest in seen_files:
                     p.repeated.add(name)
@@ -322,74 +338,118 @@ class SiteIngestor:
                                 f"its rows were not loaded again", file_name=name))
                 else:
                     seen_files[digest] = p.batch_id
-        known = self._known_procedures()
-        checks: list = []
-        for entity_name in ENTITY_ORDER:
-            entity = contract.entities[entity_name]
-            parts = []
-            for i, p in enumerate(pending):
-                frame = p.output.frames.get(entity_name)
-                if p.error or frame is None or (len(frame) and frame[SOURCE_FILE].iloc[0] in p.repeated):
-                    continue
-                missing = [c for c in entity.required_columns if c not in frame.columns]
-                if missing:
-                    p.error = (f"site {site_id}: {entity.file} in extract {p.delivery.extract_id} lacks the "
-                               f"required column(s) {', '.join(missing)}: add them to the export (or map them in "
-                               f"sites/{site_id}.yml) and deliver the extract again")
-                    continue
-                parts.append((i, frame))
-            if not parts:
-                checks += not_applicable_results(entity_name, site_id, pending[-1].delivery.extract_id)
+
+    def prepare(self, entity_name: str):
+        """The site's pending files of one entity, stacked and prepared for one GX pass (None: nothing to check).
+
+        Entities must be prepared in :data:`ENTITY_ORDER`, each after the previous one was
+        absorbed: a child's parent check needs the procedures accepted just before.
+        """
+        from poem_registry.quality.delivery import not_applicable_results, prepare_delivery
+
+        site_id = self.site.site_id
+        entity = load_contract().entities[entity_name]
+        parts = []
+        for i, p in enumerate(self.pending):
+            frame = p.output.frames.get(entity_name)
+            if p.error or frame is None or (len(frame) and frame[SOURCE_FILE].iloc[0] in p.repeated):
                 continue
-            self.progress(f"  {site_id}: validating {entity_name} ({sum(len(f) for _, f in parts)} rows, "
-                          f"{len(parts)} deliveries)")
-            combined = pd.concat([f.assign(_part=str(i)) for i, f in parts], ignore_index=True)
-            delivered = pd.concat([p.procedures for p in pending if p.procedures is not None] or [known])
-            parents = pd.concat([known, delivered]).drop_duplicates("procedure_id", keep="last")
-            validation = validate_delivery(
-                entity_name, combined, site_id=site_id,
-                extract_id="+".join(pending[i].delivery.extract_id for i, _ in parts),
-                known_parent_ids=set(parents["procedure_id"].dropna()),
-                parent_dates=dict(zip(parents["procedure_id"], parents["procedure_date"], strict=False)),
-                today=self.today, partition_column="_part")
-            checks += validation.checks
-            mask = validation.rejected_mask.reindex(validation.typed.index, fill_value=False).astype(bool)
-            failures = validation.row_failures
-            for i, _ in parts:
-                p = pending[i]
-                if str(i) in validation.batch_errors:
-                    p.error = f"site {site_id}: {validation.batch_errors[str(i)]}"
-                    continue
-                in_part = (combined["_part"] == str(i)).to_numpy()
-                p.typed[entity_name] = validation.typed[in_part].drop(columns=["_part"])
-                p.rejected_mask[entity_name] = mask[in_part].to_numpy()
-                p.delivered[entity_name] = combined[in_part].drop(columns=["_part"])
-                if len(failures):
-                    p.failures.append(failures[failures["partition"] == str(i)].drop(columns=["partition"]))
-                if entity_name == "procedures":
-                    good = p.typed[entity_name][~p.rejected_mask[entity_name]]
-                    p.procedures = good[["procedure_id", "procedure_date"]]
-        outcomes = []
-        for p in pending:
-            if p.error:
-                outcomes.append(self._quarantine_whole(p.delivery, p.batch_id, p.fingerprint, p.started, p.error,
-                                                       p.file_hashes, p.findings, "batch_structure"))
-            else:
-                outcomes.append(self._commit_pending(p))
+            missing = [c for c in entity.required_columns if c not in frame.columns]
+            if missing:
+                p.error = (f"site {site_id}: {entity.file} in extract {p.delivery.extract_id} lacks the "
+                           f"required column(s) {', '.join(missing)}: add them to the export (or map them in "
+                           f"sites/{site_id}.yml) and deliver the extract again")
+                continue
+            parts.append((i, frame))
+        self._parts = parts
+        if not parts:
+            if self.pending:
+                self.checks += not_applicable_results(entity_name, site_id, self.pending[-1].delivery.extract_id)
+            return None
+        self.progress(f"  {site_id}: {entity_name}: {sum(len(f) for _, f in parts)} rows in {len(parts)} "
+                      "deliveries to validate")
+        self._combined = pd.concat([f.assign(_part=str(i)) for i, f in parts], ignore_index=True)
+        delivered = pd.concat([p.procedures for p in self.pending if p.procedures is not None] or [self._known])
+        parents = pd.concat([self._known, delivered]).drop_duplicates("procedure_id", keep="last")
+        return prepare_delivery(
+            entity_name, self._combined, site_id=site_id,
+            extract_id="+".join(self.pending[i].delivery.extract_id for i, _ in parts),
+            known_parent_ids=set(parents["procedure_id"].dropna()),
+            parent_dates=dict(zip(parents["procedure_id"], parents["procedure_date"], strict=False)),
+            today=self.today, partition_column="_part")
+
+    def absorb(self, entity_name: str, validation) -> None:
+        """Take the validation of what :meth:`prepare` stacked: rows to load or reject, per delivery."""
+        site_id = self.site.site_id
+        combined = self._combined
+        self.checks += validation.checks
+        mask = validation.rejected_mask.reindex(validation.typed.index, fill_value=False).astype(bool)
+        failures = validation.row_failures
+        for i, _ in self._parts:
+            p = self.pending[i]
+            if str(i) in validation.batch_errors:
+                p.error = f"site {site_id}: {validation.batch_errors[str(i)]}"
+                continue
+            in_part = (combined["_part"] == str(i)).to_numpy()
+            p.typed[entity_name] = validation.typed[in_part].drop(columns=["_part"])
+            p.rejected_mask[entity_name] = mask[in_part].to_numpy()
+            p.delivered[entity_name] = combined[in_part].drop(columns=["_part"])
+            if len(failures):
+                p.failures.append(failures[failures["partition"] == str(i)].drop(columns=["partition"]))
+            if entity_name == "procedures":
+                good = p.typed[entity_name][~p.rejected_mask[entity_name]]
+                p.procedures = good[["procedure_id", "procedure_date"]]
+        self._parts, self._combined = [], None
+
+    def commit(self) -> list[BatchOutcome]:
+        """Commit (or quarantine) every pending delivery of the site, with its check results, in ONE transaction.
+
+        Each delivery keeps its own batch, ledger rows and quarantine; the site's accepted rows
+        are inserted once per entity (a DuckDB insert costs ~10 ms however small it is). A
+        failure leaves none of the site's deliveries loaded, so the next run reads them all again.
+        """
+        from poem_registry.quality.results import store_results
+
+        outcomes = list(self.outcomes)
+        if not self.pending:
+            return outcomes
+        self._raw_buffer: dict[str, list[pd.DataFrame]] = {}
+        self._withdrawn = self._withdrawn_keys()
+        fault_point("ingest.before_commit")
+        with self._transaction():
+            for p in self.pending:
+                if p.error:
+                    outcomes.append(self._quarantine_whole(p.delivery, p.batch_id, p.fingerprint, p.started,
+                                                           p.error, p.file_hashes, p.findings, "batch_structure"))
+                else:
+                    outcomes.append(self._commit_pending(p))
+            self._flush_raw()
+            store_results(self.con, self.checks, run_id=self.run_id, stage="delivery", site_id=self.site.site_id,
+                          extract_id=self.pending[-1].delivery.extract_id)
+            fault_point("ingest.before_final_commit")
+        self.pending = []
+        return outcomes
+
+    @contextlib.contextmanager
+    def _transaction(self):
+        """A transaction, or nothing if one is already open (the site's commit wraps its deliveries)."""
+        if self._in_transaction:
+            yield
+            return
         self.con.begin()
+        self._in_transaction = True
         try:
-            store_results(self.con, checks, run_id=self.run_id, stage="delivery", site_id=site_id,
-                          extract_id=pending[-1].delivery.extract_id)
+            yield
             self.con.commit()
         except BaseException:
             self.con.rollback()
             raise
-        self.checks = checks
-        return outcomes
+        finally:
+            self._in_transaction = False
 
     def _commit_pending(self, p: _Pending) -> BatchOutcome:
         site_id = self.site.site_id
-        withdrawn = self._withdrawn_keys()
+        withdrawn = self._withdrawn
         accepted: dict[str, pd.DataFrame] = {}
         rejected: dict[str, pd.DataFrame] = {}
         rows_withdrawn = 0
@@ -453,9 +513,7 @@ class SiteIngestor:
             quarantine_path = str(write_quarantine(self.settings.quarantine_dir, qreport))
         loaded_at = _now()
         con = self.con
-        fault_point("ingest.before_commit")
-        con.begin()
-        try:
+        with self._transaction():
             batch_seq = self._next_batch_seq()
             for entity_name, frame in accepted.items():
                 if not len(frame):
@@ -463,10 +521,11 @@ class SiteIngestor:
                 table = frame.assign(_site_id=site_id, _extract_id=delivery.extract_id,
                                      _extracted_at=extracted_at or loaded_at, _loaded_at=loaded_at,
                                      _batch_id=batch_id, _batch_seq=batch_seq)
-                self._insert(entity_name, table)
+                self._raw_buffer.setdefault(entity_name, []).append(table)
                 outcome.rows_loaded[entity_name] = len(frame)
                 fault_point("ingest.mid_commit")
             if len(accepted.get("withdrawals", [])):
+                self._flush_raw()  # the purge must see every row loaded before it
                 self._apply_withdrawals(accepted["withdrawals"], batch_id, loaded_at)
             for entity_name, frame in rejected.items():
                 outcome.rows_quarantined[entity_name] = len(frame)
@@ -478,11 +537,6 @@ class SiteIngestor:
                 con.execute("insert or ignore into ingest.files values (?, ?, ?, ?, ?, ?, ?)",
                             [digest, site_id, delivery.extract_id, name, batch_id, n, loaded_at])
             self._record_findings(batch_id, delivery, findings, row_failures, loaded_at)
-            fault_point("ingest.before_final_commit")
-            con.commit()
-        except BaseException:
-            con.rollback()
-            raise
         outcome.quarantine_path = quarantine_path
         parts = [f"{n} {e}" for e, n in outcome.rows_loaded.items()]
         outcome.message = ("loaded " + (", ".join(parts) if parts else "no new rows")
@@ -490,19 +544,23 @@ class SiteIngestor:
                            + (f"; {rows_withdrawn} row(s) of withdrawn patients skipped" if rows_withdrawn else ""))
         return outcome
 
-    def _insert(self, entity_name: str, frame: pd.DataFrame) -> None:
-        entity = load_contract().entities[entity_name]
-        columns = [c.raw_name for c in entity.columns] + list(LINEAGE_COLUMNS)
-        frame = frame.rename(columns={SOURCE_FILE: "_source_file", SOURCE_ROW: "_source_row"})
-        for col in columns:
-            if col not in frame.columns:
-                frame[col] = pd.NA
-        self.con.register("_incoming", frame[columns])
-        try:
-            self.con.execute(f"insert into raw.{entity_name} ({', '.join(columns)}) "
-                             f"select {', '.join(columns)} from _incoming")
-        finally:
-            self.con.unregister("_incoming")
+    def _flush_raw(self) -> None:
+        """Insert the buffered accepted rows, one statement per entity."""
+        for entity_name, frames in self._raw_buffer.items():
+            entity = load_contract().entities[entity_name]
+            columns = [c.raw_name for c in entity.columns] + list(LINEAGE_COLUMNS)
+            frame = pd.concat(frames, ignore_index=True).rename(
+                columns={SOURCE_FILE: "_source_file", SOURCE_ROW: "_source_row"})
+            for col in columns:
+                if col not in frame.columns:
+                    frame[col] = pd.NA
+            self.con.register("_incoming", frame[columns])
+            try:
+                self.con.execute(f"insert into raw.{entity_name} ({', '.join(columns)}) "
+                                 f"select {', '.join(columns)} from _incoming")
+            finally:
+                self.con.unregister("_incoming")
+        self._raw_buffer = {}
 
     def _apply_withdrawals(self, withdrawals: pd.DataFrame, batch_id: str, at: datetime) -> None:
         """Purge every raw row of a withdrawn patient; the ledger keeps that (and only that) it happened."""
@@ -564,18 +622,12 @@ class SiteIngestor:
         path = str(write_quarantine(self.settings.quarantine_dir, report))
         outcome = BatchOutcome(self.site.site_id, delivery.extract_id, batch_id, "quarantined", reason,
                                quarantine_path=path)
-        con = self.con
-        con.begin()
-        try:
+        with self._transaction():
             seq = self._next_batch_seq()
             self._record_batch(batch_id, seq, delivery, fingerprint, started,
                                _parse_extracted_at(delivery.extracted_at), outcome, path)
             self._record_findings(batch_id, delivery, [*findings, Finding(
                 rule=rule, category="conformance", severity="critical", message=reason)], pd.DataFrame(), _now())
-            con.commit()
-        except BaseException:
-            con.rollback()
-            raise
         return outcome
 
 
@@ -585,7 +637,13 @@ def new_run_id() -> str:
 
 def ingest(settings: Settings, *, site_ids: list[str] | None = None, run_id: str | None = None,
            today: date | None = None, progress: Callable[[str], None] | None = None) -> IngestSummary:
-    """Ingest every configured site (or the given ones); one site's failure never stops the others."""
+    """Ingest every configured site (or the given ones); one site's failure never stops the others.
+
+    Sites are taken in waves of about ``settings.ingest_rows_per_wave`` delivered rows:
+    each wave's files are validated together, one GX pass per entity for all its sites
+    (GX's cost is per pass, not per row), then every delivery is committed in its own
+    transaction. The wave size bounds memory.
+    """
     progress = progress or (lambda msg: None)
     settings.ensure_dirs()
     secret = load_secret(settings.secret_file, demo=settings.demo)
@@ -599,19 +657,74 @@ def ingest(settings: Settings, *, site_ids: list[str] | None = None, run_id: str
     summary = IngestSummary(run_id=run_id or new_run_id())
     with connect(settings.warehouse_path, timeout=settings.warehouse_lock_timeout) as con:
         ensure_schema(con)
+        wave: list[SiteIngestor] = []
+        wave_rows = 0
         for n, site in enumerate(sites, 1):
-            progress(f"[{n}/{len(sites)}] ingesting site {site.site_id} ({site.adapter})")
-            try:
-                ingestor = SiteIngestor(settings, site, con, pseudo, summary.run_id, today, progress)
-                outcomes = ingestor.run()
-            except Exception as exc:
-                log.exception("site %s failed", site.site_id)
-                summary.site_errors[site.site_id] = f"{type(exc).__name__}: {exc}"
-                progress(f"  {site.site_id}: FAILED: {exc}")
+            progress(f"[{n}/{len(sites)}] reading site {site.site_id} ({site.adapter})")
+            ingestor = SiteIngestor(settings, site, con, pseudo, summary.run_id, today, progress)
+            if _site_step(summary, ingestor, "read", ingestor.read_pending) is _FAILED:
                 continue
-            summary.outcomes += outcomes
-            summary.checks_passed += sum(c.status == "pass" for c in ingestor.checks)
-            summary.checks_failed += sum(c.status in ("fail", "error") for c in ingestor.checks)
-            for o in outcomes:
-                progress(f"  {site.site_id}/{o.extract_id}: {o.status}: {o.message}")
+            wave.append(ingestor)
+            wave_rows += sum(len(f) for p in ingestor.pending for f in p.output.frames.values())
+            if wave_rows >= settings.ingest_rows_per_wave or n == len(sites):
+                _ingest_wave(summary, wave, progress)
+                wave, wave_rows = [], 0
+        if wave:
+            _ingest_wave(summary, wave, progress)
     return summary
+
+
+_FAILED = object()
+
+
+def _site_step(summary: IngestSummary, ingestor: SiteIngestor, step: str, action: Callable, *args):
+    """``action(*args)`` for one site; a failure is recorded against that site only (returns _FAILED)."""
+    site_id = ingestor.site.site_id
+    if site_id in summary.site_errors:
+        return _FAILED
+    try:
+        return action(*args)
+    except Exception as exc:
+        log.exception("site %s failed (%s)", site_id, step)
+        summary.site_errors[site_id] = f"{type(exc).__name__}: {exc}"
+        ingestor.progress(f"  {site_id}: FAILED: {exc}")
+        return _FAILED
+
+
+def _ingest_wave(summary: IngestSummary, wave: list[SiteIngestor], progress: Callable[[str], None]) -> None:
+    """Validate a wave of sites together (entity by entity, parents first), then commit site by site."""
+    from poem_registry.quality.delivery import validate_deliveries
+
+    for entity_name in ENTITY_ORDER:
+        prepared = {i: _site_step(summary, i, f"prepare {entity_name}", i.prepare, entity_name) for i in wave}
+        ready = {i: p for i, p in prepared.items() if p is not None and p is not _FAILED}
+        if not ready:
+            continue
+        progress(f"validating {entity_name}: {sum(len(p.frame) for p in ready.values()):,} rows from "
+                 f"{len(ready)} site(s)")
+        try:
+            validations = dict(zip(ready, validate_deliveries(list(ready.values())), strict=True))
+        except Exception:  # one site's data must not fail the others: validate each site alone
+            log.exception("validating %s for %d sites together failed; validating each site alone",
+                          entity_name, len(ready))
+            validations = {i: _site_step(summary, i, f"validate {entity_name}", _validate_alone, p)
+                           for i, p in ready.items()}
+        for ingestor, validation in validations.items():
+            if validation is not _FAILED:
+                _site_step(summary, ingestor, f"absorb {entity_name}", ingestor.absorb, entity_name, validation)
+    for ingestor in wave:
+        site_id = ingestor.site.site_id
+        outcomes = _site_step(summary, ingestor, "commit", ingestor.commit)
+        if outcomes is _FAILED:
+            continue
+        summary.outcomes += outcomes
+        summary.checks_passed += sum(c.status == "pass" for c in ingestor.checks)
+        summary.checks_failed += sum(c.status in ("fail", "error") for c in ingestor.checks)
+        for o in outcomes:
+            progress(f"  {site_id}/{o.extract_id}: {o.status}: {o.message}")
+
+
+def _validate_alone(prepared):
+    from poem_registry.quality.delivery import validate_deliveries
+
+    return validate_deliveries([prepared])[0]

@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from poem_registry.quality.catalog import ROW_LEVEL_EXPECTATIONS, CheckSpec
@@ -159,3 +160,69 @@ def validate_frame(
             exception=exception,
         )
     return outcomes, results
+
+
+#: Row-local expectations: each row passes or fails on its own values, so one GX pass over
+#: several files stacked together gives every file exactly the outcome of its own pass.
+_ROW_LOCAL_EXPECTATIONS = frozenset(
+    {
+        "expect_column_values_to_not_be_null",
+        "expect_column_values_to_be_in_set",
+        "expect_column_values_to_not_be_in_set",
+        "expect_column_values_to_be_between",
+        "expect_column_values_to_match_regex",
+        "expect_column_values_to_match_regex_by_distinct",
+    }
+)
+
+
+def splits_by_rows(spec: CheckSpec, partition_column: str | None) -> bool:
+    """Whether a stacked pass can be split back into per-file outcomes for this check.
+
+    True for row-local checks, for ``expect_column_to_exist`` (files stacked together
+    have the same columns) and for compound uniqueness that includes the partition
+    column (rows of different files never collide).
+    """
+    if spec.expectation in _ROW_LOCAL_EXPECTATIONS or spec.expectation == "expect_column_to_exist":
+        return True
+    return (
+        spec.expectation == "expect_compound_columns_to_be_unique"
+        and partition_column is not None
+        and partition_column in spec.kwargs.get("column_list", [])
+    )
+
+
+def outcome_for_rows(spec: CheckSpec, outcome: GxOutcome, rows: pd.DataFrame, start: int) -> GxOutcome:
+    """The outcome GX would give for ``rows`` alone (positions ``start``.. of the stacked frame).
+
+    Counts follow GX's own definitions: missing values are excluded from the
+    denominator of ``unexpected_percent`` except for not-null checks (where they are
+    the unexpected values); compound uniqueness counts a row as missing only when
+    every listed column is missing. ``success`` applies the check's ``mostly``.
+    """
+    if outcome.exception or spec.expectation == "expect_column_to_exist":
+        return outcome
+    n = len(rows)
+    positions = np.asarray(outcome.unexpected_index_list, dtype=np.int64)
+    mine = positions[(positions >= start) & (positions < start + n)] - start
+    unexpected = len(mine)
+    if spec.expectation == "expect_column_values_to_not_be_null":
+        missing, evaluated = None, n
+    else:
+        columns = _columns_of(spec)
+        nulls = rows[columns].isna().to_numpy()
+        missing = int(nulls.all(axis=1).sum())
+        evaluated = n - missing
+    percent = 100.0 * unexpected / evaluated if evaluated else None
+    mostly = 1 - spec.threshold_percent / 100 if spec.expectation in ROW_LEVEL_EXPECTATIONS else 1.0
+    success = (unexpected == 0) if not evaluated else (1 - unexpected / evaluated) >= round(mostly, 6)
+    return GxOutcome(
+        success=success,
+        element_count=n,
+        unexpected_count=unexpected,
+        unexpected_percent=percent,
+        missing_count=missing,
+        unexpected_index_list=mine.tolist(),
+        observed_value=None,
+        exception=None,
+    )

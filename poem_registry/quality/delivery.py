@@ -409,7 +409,25 @@ def _row_failures(
     return failures, list(dict.fromkeys(examples))[:MAX_EXAMPLES]
 
 
-def validate_delivery(
+@dataclass
+class PreparedDelivery:
+    """One entity file cast and turned into the frame its GX suite checks, ready for a GX pass."""
+
+    entity: Entity
+    suite: Suite
+    site_id: str
+    extract_id: str
+    frame: pd.DataFrame
+    typed: pd.DataFrame
+    casts: dict[str, CastColumn]
+    ctx: RuleContext
+    gx_frame: pd.DataFrame
+    runnable: list[CheckSpec]
+    parameters: dict[str, Any]
+    partition_column: str | None = None
+
+
+def prepare_delivery(
     entity: str,
     frame: pd.DataFrame,
     *,
@@ -419,23 +437,8 @@ def validate_delivery(
     parent_dates: Mapping[str, object] | None = None,
     today: date | None = None,
     partition_column: str | None = None,
-) -> DeliveryValidation:
-    """Validate one delivered entity file (values as strings) against its GX suite.
-
-    ``partition_column``: validate several files of one site at once (one GX pass
-    instead of one per file: GX's cost is mostly per expectation and call, not per
-    row). Keys must then be unique within each partition, row failures carry the
-    partition, and the share-of-rows rule is applied per partition
-    (``DeliveryValidation.batch_errors``).
-
-    ``known_parent_ids``: procedure_ids known at the site (this delivery and earlier
-    ones); None means unknown, and the parent check is then not applicable.
-    ``parent_dates``: procedure_id -> procedure date, for the rules comparing a
-    child's date with its procedure's (the rule is not applicable to rows whose
-    procedure date is unknown). ``today`` anchors the not-in-the-future checks.
-    """
-    from poem_registry.quality._gx import validate_frame
-
+) -> PreparedDelivery:
+    """Everything of :func:`validate_delivery` before the GX pass (same arguments)."""
     contract = load_contract()
     if entity not in contract.entities:
         raise ValueError(f"unknown entity {entity!r}; expected one of {sorted(contract.entities)}")
@@ -468,18 +471,64 @@ def validate_delivery(
     runnable = [c for c in runnable if c.expectation != "expect_column_to_exist"] + [
         c for c in checks_to_run if c.expectation == "expect_column_to_exist"
     ]
-    outcomes, gx_results = validate_frame(
-        gx_frame, suite.name, runnable, {"today": f"{today.isoformat()}T23:59:59"}
+    return PreparedDelivery(
+        entity=spec, suite=suite, site_id=site_id, extract_id=extract_id, frame=frame, typed=typed,
+        casts=casts, ctx=ctx, gx_frame=gx_frame, runnable=runnable,
+        parameters={"today": f"{today.isoformat()}T23:59:59"}, partition_column=partition_column,
     )
 
-    messages = _Messages(spec, typed, casts, ctx)
+
+def validate_delivery(
+    entity: str,
+    frame: pd.DataFrame,
+    *,
+    site_id: str,
+    extract_id: str,
+    known_parent_ids: set[str] | None = None,
+    parent_dates: Mapping[str, object] | None = None,
+    today: date | None = None,
+    partition_column: str | None = None,
+) -> DeliveryValidation:
+    """Validate one delivered entity file (values as strings) against its GX suite.
+
+    ``partition_column``: validate several files of one site at once (one GX pass
+    instead of one per file: GX's cost is mostly per expectation and call, not per
+    row). Keys must then be unique within each partition, row failures carry the
+    partition, and the share-of-rows rule is applied per partition
+    (``DeliveryValidation.batch_errors``).
+
+    ``known_parent_ids``: procedure_ids known at the site (this delivery and earlier
+    ones); None means unknown, and the parent check is then not applicable.
+    ``parent_dates``: procedure_id -> procedure date, for the rules comparing a
+    child's date with its procedure's (the rule is not applicable to rows whose
+    procedure date is unknown). ``today`` anchors the not-in-the-future checks.
+    """
+    from poem_registry.quality._gx import validate_frame
+
+    prepared = prepare_delivery(
+        entity, frame, site_id=site_id, extract_id=extract_id, known_parent_ids=known_parent_ids,
+        parent_dates=parent_dates, today=today, partition_column=partition_column,
+    )
+    outcomes, gx_results = validate_frame(
+        prepared.gx_frame, prepared.suite.name, prepared.runnable, prepared.parameters
+    )
+    return finish_delivery(prepared, outcomes, gx_results)
+
+
+def finish_delivery(
+    prepared: PreparedDelivery, outcomes: Mapping[str, Any], gx_results: list[Any]
+) -> DeliveryValidation:
+    """Turn GX's outcomes for one prepared delivery into results, row failures and rejections."""
+    spec, suite, frame, typed = prepared.entity, prepared.suite, prepared.frame, prepared.typed
+    partition_column = prepared.partition_column
+    messages = _Messages(spec, typed, prepared.casts, prepared.ctx)
     checks: list[CheckResult] = []
     failures: list[pd.DataFrame] = []
     rejected = np.zeros(len(frame), dtype=bool)
     for check in suite.checks:
         out = outcomes.get(check.check_id)
         if out is None:
-            missing = ", ".join(c for c in _gx_columns_of(check) if c not in gx_frame.columns)
+            missing = ", ".join(c for c in _gx_columns_of(check) if c not in prepared.gx_frame.columns)
             checks.append(
                 check_result(check, "error", message=f"not run: required column {missing} is missing")
             )
@@ -514,24 +563,95 @@ def validate_delivery(
         for part in parts.unique():
             in_part = (parts == part).to_numpy()
             part_failures = row_failures[row_failures["partition"] == part] if len(row_failures) else row_failures
-            error = _batch_error(spec, suite, [], part_failures, rejected_mask[in_part], site_id)
+            error = _batch_error(spec, suite, [], part_failures, rejected_mask[in_part], prepared.site_id)
             if error:
                 batch_errors[part] = error
     return DeliveryValidation(
-        entity=entity,
-        site_id=site_id,
-        extract_id=extract_id,
+        entity=spec.name,
+        site_id=prepared.site_id,
+        extract_id=prepared.extract_id,
         typed=typed,
         checks=checks,
         row_failures=row_failures,
         rejected_mask=rejected_mask,
         batch_error=None if partition_column else _batch_error(
-            spec, suite, checks, row_failures, rejected_mask, site_id
+            spec, suite, checks, row_failures, rejected_mask, prepared.site_id
         ),
         batch_errors=batch_errors,
         gx_results=gx_results,
         suite_name=suite.name,
     )
+
+
+#: Most rows one stacked GX pass takes: GX copies the frame per null filter, so memory grows with it.
+MAX_ROWS_PER_PASS = 1_000_000
+
+
+def validate_deliveries(
+    prepared: list[PreparedDelivery], *, max_rows_per_pass: int = MAX_ROWS_PER_PASS
+) -> list[DeliveryValidation]:
+    """Validate prepared files of one entity (e.g. of many sites) in as few GX passes as possible.
+
+    GX's cost is mostly per expectation and pass, not per row, so files whose
+    validation frames have the same columns and checks are stacked and checked in
+    one pass, and the outcome is split back per file (:func:`_gx.outcome_for_rows`);
+    each file gets exactly what its own pass would give. Files that cannot be
+    stacked (other columns, a check that is not row-local) get their own pass.
+    Results are in the order of ``prepared``.
+    """
+    from poem_registry.quality._gx import outcome_for_rows, splits_by_rows, validate_frame
+
+    groups: dict[tuple, list[int]] = {}
+    for i, p in enumerate(prepared):
+        stackable = p.partition_column is not None and all(
+            splits_by_rows(c, p.partition_column) for c in p.runnable
+        )
+        key = (
+            (p.suite.name, tuple(p.gx_frame.columns), tuple(c.check_id for c in p.runnable),
+             tuple(repr(c.kwargs) for c in p.runnable), tuple(sorted(p.parameters.items())))
+            if stackable else ("alone", i)
+        )
+        groups.setdefault(key, []).append(i)
+    results: dict[int, DeliveryValidation] = {}
+    for members in groups.values():
+        for batch in _row_batches(members, [len(prepared[i].gx_frame) for i in members], max_rows_per_pass):
+            if len(batch) == 1:
+                p = prepared[batch[0]]
+                outcomes, gx_results = validate_frame(p.gx_frame, p.suite.name, p.runnable, p.parameters)
+                results[batch[0]] = finish_delivery(p, outcomes, gx_results)
+                continue
+            first = prepared[batch[0]]
+            stacked = pd.concat([prepared[i].gx_frame for i in batch], ignore_index=True)
+            # Partition values are unique per file, not across files: qualify them by file.
+            file_number = np.repeat(np.arange(len(batch)), [len(prepared[i].gx_frame) for i in batch])
+            part = first.partition_column
+            stacked[part] = pd.Series(file_number).astype(str).to_numpy() + "\x1f" + stacked[part].to_numpy()
+            outcomes, gx_results = validate_frame(stacked, first.suite.name, first.runnable, first.parameters)
+            specs = {c.check_id: c for c in first.runnable}
+            start = 0
+            for i in batch:
+                p = prepared[i]
+                rows = p.gx_frame
+                split = {cid: outcome_for_rows(specs[cid], out, rows, start) for cid, out in outcomes.items()}
+                results[i] = finish_delivery(p, split, gx_results)
+                start += len(rows)
+    return [results[i] for i in range(len(prepared))]
+
+
+def _row_batches(members: list[int], sizes: list[int], max_rows: int) -> list[list[int]]:
+    """Consecutive runs of ``members`` holding at most ``max_rows`` rows (a larger file goes alone)."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    total = 0
+    for member, size in zip(members, sizes, strict=True):
+        if current and total + size > max_rows:
+            batches.append(current)
+            current, total = [], 0
+        current.append(member)
+        total += size
+    if current:
+        batches.append(current)
+    return batches
 
 
 def _batch_error(
