@@ -13,6 +13,12 @@
 Every table has ``as_of`` (DATE) and ``computed_at`` (TIMESTAMP, one value per run).
 Outputs are sorted and simulations seeded, so two runs give identical tables except
 ``computed_at``. Columns: ``docs/analytics-tables.md``.
+
+Incremental (:mod:`.incremental`): ``analytics._fingerprints`` holds a hash of every
+input of each operator's learning curve and each site's durability; a later run reuses
+the stored rows of unchanged units and computes the rest, with the same result as a
+full recompute. ``compute_all(..., full=True)`` (``python -m poem_registry.analytics
+--full-refresh``) ignores the stored fingerprints.
 """
 
 from __future__ import annotations
@@ -27,6 +33,13 @@ import pandas as pd
 from .config import StatisticsConfig, load_config, seed_path
 from .durability import DURABILITY_COLUMNS, KM_CURVE_COLUMNS, compute_durability
 from .funnel import CURVE_COLUMNS, FUNNEL_COLUMNS, compute_funnels, pick_denominator_type, select_periods
+from .incremental import (
+    FINGERPRINT_COLUMNS,
+    FINGERPRINT_TABLE,
+    Incremental,
+    code_fingerprint,
+    config_fingerprint,
+)
 from .learning_curves import LEARNING_CURVE_COLUMNS, compute_learning_curves
 from .marts import mart_exists, read_mart, read_measure_catalog, table_columns
 from .outcomes import build_procedure_frame
@@ -70,7 +83,10 @@ SORT_KEYS: dict[str, list[str]] = {
     "pooled": ["measure_id", "stratum"],  # then the seed's tau2 order (default first)
     "site_oe": ["measure_id", "site_id"],
     "parameters": ["key"],
+    FINGERPRINT_TABLE: ["unit_kind", "unit"],
 }
+#: tables written besides :data:`TABLE_COLUMNS` (bookkeeping, not statistics)
+INTERNAL_TABLE_COLUMNS: dict[str, dict[str, str]] = {FINGERPRINT_TABLE: FINGERPRINT_COLUMNS}
 
 
 def _quiet(msg: str) -> None:
@@ -92,8 +108,14 @@ def compute_tables(
     as_of: date,
     dbt_project_dir,
     progress: Progress = _quiet,
+    full: bool = True,
 ) -> dict[str, pd.DataFrame]:
-    """Every analytics table as a frame (no ``as_of``/``computed_at`` yet); reads only."""
+    """Every analytics table as a frame (no ``as_of``/``computed_at`` yet); reads only.
+
+    ``full=False`` reuses the previous run's rows of units whose inputs are unchanged
+    (:mod:`.incremental`). The fingerprints of this run are under :data:`FINGERPRINT_TABLE`.
+    """
+    incremental = Incremental(con, SCHEMA, f"{code_fingerprint()}:{config_fingerprint(cfg)}", full=full)
     procedures = read_mart(con, "fct_procedure")
     adverse = read_mart(con, "fct_adverse_event")
     windows = read_mart(con, "mart_outcome_windows")
@@ -105,10 +127,10 @@ def compute_tables(
     progress("  funnel limits ...")
     funnel, curve = compute_funnels(measures, key_measures, cfg, as_of)
     progress("  learning curves ...")
-    learning = compute_learning_curves(frame, cfg)
+    learning = compute_learning_curves(frame, cfg, incremental)
     progress("  Kaplan-Meier durability ...")
     if mart_exists(con, "mart_durability_input"):
-        durability, km = compute_durability(read_mart(con, "mart_durability_input"), cfg)
+        durability, km = compute_durability(read_mart(con, "mart_durability_input"), cfg, incremental)
     else:
         durability, km = (
             pd.DataFrame(columns=list(DURABILITY_COLUMNS)),
@@ -122,6 +144,12 @@ def compute_tables(
     progress("  observed/expected ...")
     oe = site_oe(frame, cfg)
     parameters = pd.DataFrame([vars(p) for p in cfg.parameters], columns=list(PARAMETER_COLUMNS))
+    progress(
+        "  units reused/computed: "
+        + "; ".join(
+            f"{k} {incremental.reused[k]} reused, {n} computed" for k, n in incremental.computed.items()
+        )
+    )
     return {
         "funnel": funnel,
         "funnel_curve": curve,
@@ -131,6 +159,7 @@ def compute_tables(
         "pooled": pooled,
         "site_oe": oe,
         "parameters": parameters,
+        FINGERPRINT_TABLE: incremental.fingerprint_frame(),
     }
 
 
@@ -142,7 +171,9 @@ def write_tables(
     con.execute("begin transaction")
     try:
         con.execute(f"create schema if not exists {SCHEMA}")
-        for name, columns in TABLE_COLUMNS.items():
+        for name, columns in {**TABLE_COLUMNS, **INTERNAL_TABLE_COLUMNS}.items():
+            if name not in tables:
+                continue
             df = tables[name].reindex(columns=list(columns))
             keys = [k for k in SORT_KEYS[name] if k in df.columns]
             df = df.sort_values(keys, kind="mergesort", na_position="first").reset_index(drop=True)
@@ -156,7 +187,8 @@ def write_tables(
                 [as_of, computed_at],
             )
             con.unregister(view)
-            counts[name] = len(df)
+            if name in TABLE_COLUMNS:
+                counts[name] = len(df)
         con.execute("commit")
     except Exception:
         con.execute("rollback")
@@ -164,17 +196,18 @@ def write_tables(
     return counts
 
 
-def compute_all(settings, as_of: date | None = None, progress: Progress = _quiet) -> dict:
+def compute_all(settings, as_of: date | None = None, progress: Progress = _quiet, full: bool = False) -> dict:
     """Compute every statistics table from the marts and write schema ``analytics``.
 
-    Returns ``{"as_of": ..., "tables": {table: rows}}`` (small, fits an XCom).
+    Incremental unless ``full`` (see :mod:`.incremental`). Returns ``{"as_of": ...,
+    "tables": {table: rows}}`` (small, fits an XCom).
     """
     from poem_registry.warehouse import connect
 
     cfg = load_config(seed_path(settings.dbt_project_dir))
     with connect(settings.warehouse_path, timeout=settings.warehouse_lock_timeout) as con:
         as_of = as_of or _default_as_of(con)
-        tables = compute_tables(con, cfg, as_of, settings.dbt_project_dir, progress)
+        tables = compute_tables(con, cfg, as_of, settings.dbt_project_dir, progress, full=full)
         computed_at = datetime.now(UTC).replace(tzinfo=None)
         counts = write_tables(con, tables, as_of, computed_at)
     progress("statistics written: " + ", ".join(f"{k} {v}" for k, v in counts.items()))

@@ -17,6 +17,7 @@ import pandas as pd
 from poem_registry.stats import kaplan_meier, survival_at
 
 from .config import StatisticsConfig
+from .incremental import Incremental, UnitTable
 from .marts import bool_series
 
 DURABILITY_COLUMNS: dict[str, str] = {
@@ -45,72 +46,104 @@ KM_CURVE_COLUMNS: dict[str, str] = {
 }
 
 
-def compute_durability(data: pd.DataFrame, cfg: StatisticsConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``(analytics.durability, analytics.km_curve)`` rows (without ``as_of``/``computed_at``)."""
+UNIT_KIND = "durability"
+ALL_SITES = "ALL"
+INPUT_COLUMNS = ["site_id", "procedure_sk", "time_days", "event"]
+
+
+def durability_inputs(data: pd.DataFrame) -> pd.DataFrame:
+    """Usable rows (time known and >= 0, event 0/1) in a fixed order, plus every row again as site ``ALL``."""
     d = data.copy()
-    d["time_days"] = pd.to_numeric(d["time_days"], errors="coerce")
+    d["procedure_sk"] = d["procedure_sk"].astype(str)
+    d["time_days"] = pd.to_numeric(d["time_days"], errors="coerce").astype(float)
     d["event"] = bool_series(d["event"], missing=False).astype(int)
-    d = d[d["time_days"].notna() & (d["time_days"] >= 0)]
-    groups: list[tuple[str, pd.DataFrame]] = [(str(s), g) for s, g in d.groupby("site_id", sort=True)]
-    if not d.empty:
-        groups.append(("ALL", d))
-    summary: list[dict] = []
-    curves: list[dict] = []
-    for site, g in groups:
-        t = g["time_days"].to_numpy(dtype=float)
-        e = g["event"].to_numpy(dtype=int)
-        km = kaplan_meier(t, e, confidence=cfg.km_confidence, ci=cfg.km_ci)
-        days = [y * cfg.km_days_per_year for y in cfg.km_years]
-        for years, point in zip(cfg.km_years, survival_at(km, days), strict=True):
-            summary.append(
+    d = d.loc[d["time_days"].notna() & (d["time_days"] >= 0), INPUT_COLUMNS]
+    sites = d[d["site_id"].notna()].assign(site_id=lambda x: x["site_id"].astype(str))
+    d = pd.concat([sites, d.assign(site_id=ALL_SITES)], ignore_index=True) if not d.empty else sites
+    return d.sort_values(INPUT_COLUMNS, kind="mergesort").reset_index(drop=True)
+
+
+def durability_rows(d: pd.DataFrame, cfg: StatisticsConfig) -> dict[str, pd.DataFrame]:
+    """``durability`` and ``km_curve`` rows of every unit in ``d`` (:func:`durability_inputs` rows)."""
+    summary: list[pd.DataFrame] = []
+    curves: list[pd.DataFrame] = []
+    days = [y * cfg.km_days_per_year for y in cfg.km_years]
+    for site, g in d.groupby("site_id", sort=True):
+        km = kaplan_meier(
+            g["time_days"].to_numpy(dtype=float), g["event"].to_numpy(dtype=int), cfg.km_confidence, cfg.km_ci
+        )
+        points = survival_at(km, days)
+        summary.append(
+            pd.DataFrame(
                 {
                     "site_id": site,
-                    "years": years,
-                    "time_days": point.time,
+                    "years": list(cfg.km_years),
+                    "time_days": [pt.time for pt in points],
                     "n": km.n,
-                    "events": int(km.events[km.time <= point.time].sum()),
-                    "at_risk": point.at_risk,
-                    "survival": point.survival,
-                    "se": point.greenwood_se,
-                    "ci_low": point.ci_low,
-                    "ci_high": point.ci_high,
+                    "events": [int(km.events[km.time <= pt.time].sum()) for pt in points],
+                    "at_risk": [pt.at_risk for pt in points],
+                    "survival": [pt.survival for pt in points],
+                    "se": [pt.greenwood_se for pt in points],
+                    "ci_low": [pt.ci_low for pt in points],
+                    "ci_high": [pt.ci_high for pt in points],
                     "ci_method": f"greenwood_{km.ci}",
                 }
             )
-        if km.time[0] > 0:
-            curves.append(
-                {
-                    "site_id": site,
-                    "time_days": 0.0,
-                    "at_risk": km.n,
-                    "events": 0,
-                    "censored": 0,
-                    "survival": 1.0,
-                    "se": 0.0,
-                    "ci_low": 1.0,
-                    "ci_high": 1.0,
-                }
-            )
-        for i in range(km.time.size):
-            curves.append(
-                {
-                    "site_id": site,
-                    "time_days": float(km.time[i]),
-                    "at_risk": int(km.at_risk[i]),
-                    "events": int(km.events[i]),
-                    "censored": int(km.censored[i]),
-                    "survival": float(km.survival[i]),
-                    "se": _nan_to_none(km.greenwood_se[i]),
-                    "ci_low": _nan_to_none(km.ci_low[i]),
-                    "ci_high": _nan_to_none(km.ci_high[i]),
-                }
-            )
-    return (
-        pd.DataFrame(summary, columns=list(DURABILITY_COLUMNS)),
-        pd.DataFrame(curves, columns=list(KM_CURVE_COLUMNS)),
-    )
+        )
+        curve = pd.DataFrame(
+            {
+                "site_id": site,
+                "time_days": km.time.astype(float),
+                "at_risk": km.at_risk.astype(int),
+                "events": km.events.astype(int),
+                "censored": km.censored.astype(int),
+                "survival": km.survival.astype(float),
+                "se": _nan_to_none(km.greenwood_se),
+                "ci_low": _nan_to_none(km.ci_low),
+                "ci_high": _nan_to_none(km.ci_high),
+            }
+        )
+        if km.time[0] > 0:  # start the step curve at day 0 (S = 1)
+            start = {"site_id": site, "time_days": 0.0, "at_risk": km.n, "events": 0, "censored": 0}
+            start.update(survival=1.0, se=0.0, ci_low=1.0, ci_high=1.0)
+            curve = pd.concat([pd.DataFrame([start]), curve], ignore_index=True)
+        curves.append(curve)
+    return {
+        "durability": _frame(summary, DURABILITY_COLUMNS),
+        "km_curve": _frame(curves, KM_CURVE_COLUMNS),
+    }
 
 
-def _nan_to_none(v: float) -> float | None:
-    v = float(v)
-    return None if np.isnan(v) else v
+def compute_durability(
+    data: pd.DataFrame, cfg: StatisticsConfig, incremental: Incremental | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(analytics.durability, analytics.km_curve)`` rows (without ``as_of``/``computed_at``).
+
+    With ``incremental``, sites (and ``ALL``) whose input rows and configuration are
+    unchanged since the last run keep their stored rows.
+    """
+    d = durability_inputs(data)
+    if incremental is None:
+        out = durability_rows(d, cfg)
+    else:
+        tables = [
+            UnitTable("durability", DURABILITY_COLUMNS, "site_id"),
+            UnitTable("km_curve", KM_CURVE_COLUMNS, "site_id"),
+        ]
+        fingerprints = incremental.fingerprints(UNIT_KIND, d, "site_id", INPUT_COLUMNS)
+        out = incremental.assemble(
+            UNIT_KIND, fingerprints, tables, lambda sites: durability_rows(d[d["site_id"].isin(sites)], cfg)
+        )
+    return out["durability"], out["km_curve"]
+
+
+def _frame(parts: list[pd.DataFrame], columns: dict[str, str]) -> pd.DataFrame:
+    parts = [p for p in parts if not p.empty]
+    df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(columns))
+    return df.reindex(columns=list(columns))
+
+
+def _nan_to_none(values: np.ndarray) -> np.ndarray:
+    out = np.asarray(values, dtype=float).astype(object)
+    out[np.isnan(np.asarray(values, dtype=float))] = None
+    return out

@@ -74,9 +74,7 @@ def select_periods(measures: pd.DataFrame, cfg: StatisticsConfig, as_of: date) -
     keep = pd.Series(False, index=m.index)
     for period in cfg.funnel_periods:
         if period == "latest_complete_year":
-            years = m[
-                (m["period_type"] == "year") & (m["period_end"].map(lambda d: d is not None and d <= as_of))
-            ]
+            years = m[(m["period_type"] == "year") & (pd.to_datetime(m["period_end"]) <= pd.Timestamp(as_of))]
             if not years.empty:
                 latest = max(years["period_start"])
                 keep |= (m["period_type"] == "year") & (m["period_start"] == latest)

@@ -174,9 +174,11 @@ def bool_series(series: pd.Series, missing: bool | None = False) -> pd.Series:
 
 def negate(series: pd.Series) -> pd.Series:
     """Logical not of an ``object`` True/False/None series (None stays None)."""
-    return pd.Series(
-        [None if v is None else not v for v in series.tolist()], index=series.index, dtype=object
-    )
+    values = series.to_numpy(dtype=object)
+    out = np.full(values.size, None, dtype=object)
+    known = ~pd.isna(values)
+    out[known] = (~values[known].astype(bool)).tolist()  # Python bools, as bool_series gives
+    return pd.Series(out, index=series.index, dtype=object)
 
 
 def is_true(series: pd.Series) -> pd.Series:
@@ -188,5 +190,5 @@ def is_true(series: pd.Series) -> pd.Series:
 def severity_rank(ae: pd.DataFrame) -> pd.Series:
     """ASGE severity rank per AE row: the mart's rank column, else mapped from the label."""
     rank = pd.to_numeric(ae["asge_severity_rank"], errors="coerce")
-    mapped = ae["asge_severity"].map(lambda s: ASGE_RANK.get(str(s)) if s is not None else None)
+    mapped = ae["asge_severity"].map(ASGE_RANK)
     return rank.fillna(pd.to_numeric(mapped, errors="coerce")).fillna(0)

@@ -31,40 +31,28 @@ def window_outcomes(windows: pd.DataFrame, window_code: str) -> pd.DataFrame:
     unless assessed). Absent mart columns are derived from the others.
     """
     w = windows[windows["window_code"] == window_code].drop_duplicates("procedure_sk", keep="first")
-    comp = bool_series(w["success_composite"], missing=None).tolist()
-    eck = bool_series(w["success_eckardt"], missing=None).tolist()
-    closed = bool_series(w["window_closed"], missing=True).tolist()
-    assessed = [
-        a if a is not None else e is not None
-        for a, e in zip(bool_series(w["assessed"], missing=None).tolist(), eck, strict=True)
-    ]
-    eligible = [
-        e if e is not None else a
-        for e, a in zip(bool_series(w["eligible"], missing=None).tolist(), assessed, strict=True)
-    ]
-    known = [
-        k if k is not None else (cl and c is not None)
-        for k, cl, c in zip(
-            bool_series(w["composite_pp_denominator"], missing=None).tolist(), closed, comp, strict=True
-        )
-    ]
+    comp = bool_series(w["success_composite"], missing=None)
+    eck = bool_series(w["success_eckardt"], missing=None)
+    closed = bool_series(w["window_closed"], missing=True)
+    assessed = _fill(bool_series(w["assessed"], missing=None), eck.notna())
+    eligible = _fill(bool_series(w["eligible"], missing=None), assessed)
+    known = _fill(bool_series(w["composite_pp_denominator"], missing=None), closed & comp.notna())
     out = pd.DataFrame(
         {
             "procedure_sk": w["procedure_sk"].to_numpy(),
-            "assessed": pd.Series(
-                [a and cl for a, cl in zip(assessed, closed, strict=True)], dtype=bool
-            ).to_numpy(),
-            "eligible": pd.Series(eligible, dtype=bool).to_numpy(),
-            "composite_known": pd.Series(known, dtype=bool).to_numpy(),
-            "success_composite": pd.Series(
-                [c if k else None for c, k in zip(comp, known, strict=True)], dtype=object
-            ).to_numpy(),
-            "success_eckardt": pd.Series(
-                [c if a else None for c, a in zip(eck, assessed, strict=True)], dtype=object
-            ).to_numpy(),
+            "assessed": (assessed & closed).to_numpy(),
+            "eligible": eligible.to_numpy(),
+            "composite_known": known.to_numpy(),
+            "success_composite": comp.where(known, None).to_numpy(dtype=object),
+            "success_eckardt": eck.where(assessed, None).to_numpy(dtype=object),
         }
     )
     return out.set_index("procedure_sk")
+
+
+def _fill(values: pd.Series, fallback: pd.Series) -> pd.Series:
+    """``bool`` series: ``values`` (True/False/None objects) with None replaced by ``fallback``."""
+    return values.where(values.notna(), fallback).astype(bool)
 
 
 def build_procedure_frame(
@@ -93,13 +81,12 @@ def build_procedure_frame(
     p["ae_moderate_plus_30d"] = (rank >= ASGE_RANK["moderate"]).to_numpy()  # measure P6M definition
 
     for code in sorted({cfg.composite_clinical_window, cfg.oe_clinical_window, *_pooling_windows()}):
-        wo = window_outcomes(windows, code)
-        sk = p["procedure_sk"]
-        p[f"assessed_{code}"] = is_true(sk.map(wo["assessed"])).to_numpy()
-        p[f"eligible_{code}"] = is_true(sk.map(wo["eligible"])).to_numpy()
-        p[f"composite_known_{code}"] = is_true(sk.map(wo["composite_known"])).to_numpy()
-        p[f"success_composite_{code}"] = bool_series(sk.map(wo["success_composite"]), missing=None).to_numpy()
-        p[f"success_eckardt_{code}"] = bool_series(sk.map(wo["success_eckardt"]), missing=None).to_numpy()
+        wo = window_outcomes(windows, code).reindex(p["procedure_sk"])  # one lookup per window
+        p[f"assessed_{code}"] = is_true(wo["assessed"]).to_numpy()
+        p[f"eligible_{code}"] = is_true(wo["eligible"]).to_numpy()
+        p[f"composite_known_{code}"] = is_true(wo["composite_known"]).to_numpy()
+        p[f"success_composite_{code}"] = bool_series(wo["success_composite"], missing=None).to_numpy()
+        p[f"success_eckardt_{code}"] = bool_series(wo["success_eckardt"], missing=None).to_numpy()
         p[f"clinical_failure_{code}"] = negate(bool_series(p[f"success_composite_{code}"], missing=None))
 
     cf = p[f"clinical_failure_{cfg.composite_clinical_window}"]

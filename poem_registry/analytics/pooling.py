@@ -24,7 +24,7 @@ import pandas as pd
 from poem_registry.stats import pool_proportions
 
 from .config import StatisticsConfig
-from .marts import as_bool
+from .marts import bool_series, is_true
 
 POOLED_COLUMNS: dict[str, str] = {
     "measure_id": "varchar",
@@ -87,10 +87,10 @@ def _counts(p: pd.DataFrame, spec: StratumMeasure, denominator_type: str) -> pd.
     if spec.kind == "flag":
         col = p[spec.column]
         den = col.notna()
-        num = col.map(lambda v: bool(v) if not pd.isna(v) else False)
+        num = bool_series(col)
     elif spec.kind == "window_success":
         w = spec.window
-        success = p[f"{spec.column}_{w}"].map(lambda v: bool(v) if not pd.isna(v) else False)
+        success = bool_series(p[f"{spec.column}_{w}"])
         pp = p[f"composite_known_{w}"] if spec.column == "success_composite" else p[f"assessed_{w}"]
         den = p[f"eligible_{w}"] if denominator_type == "ITT" else pp
         num = success
@@ -196,7 +196,7 @@ def compute_pooled(
                     "site_id": mm["site_id"],
                     "stratum": mm["diagnosis"].fillna("unknown").astype(str),
                     "den": True,
-                    "num": [as_bool(v) is True for v in mm["in_numerator"].tolist()],
+                    "num": is_true(mm["in_numerator"]),
                 }
             )
             source = "mart_measure_members"

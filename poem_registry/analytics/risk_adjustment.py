@@ -138,10 +138,8 @@ def site_oe(p: pd.DataFrame, cfg: StatisticsConfig) -> pd.DataFrame:
         fit = fit_casemix(pop, y)
         pop = pop.assign(y=y.to_numpy(), p_hat=fit.predicted)
         overall = float(y.mean())
-        sites = sorted(pop["site_id"].unique())
         per_site = []
-        for site in sites:
-            s = pop[pop["site_id"] == site]
+        for site, s in pop.groupby("site_id", sort=True):
             n, e = len(s), float(s["p_hat"].sum())
             rel = reliability_note(n, e, cfg.oe_min_expected_events, cfg.oe_min_procedures)
             row = {

@@ -10,6 +10,7 @@ summarised in ``METHODS.md`` next to this file.
 from .cusum import (
     BernoulliCusum,
     CusumLimit,
+    CusumLimitCurve,
     RiskAdjustedCusum,
     bernoulli_cusum,
     bernoulli_cusum_limit,
@@ -17,6 +18,7 @@ from .cusum import (
     oe_cusum,
     risk_adjusted_cusum,
     risk_adjusted_cusum_limit,
+    risk_adjusted_cusum_limits,
     steiner_weights,
 )
 from .funnel import (
@@ -61,6 +63,7 @@ from .survival import KaplanMeier, SurvivalPoint, kaplan_meier, survival_at
 __all__ = [
     "BernoulliCusum",
     "CusumLimit",
+    "CusumLimitCurve",
     "FunnelLimits",
     "KaplanMeier",
     "ObservedExpected",
@@ -97,6 +100,7 @@ __all__ = [
     "reliability_note",
     "risk_adjusted_cusum",
     "risk_adjusted_cusum_limit",
+    "risk_adjusted_cusum_limits",
     "shrink_oe",
     "steiner_weights",
     "survival_at",

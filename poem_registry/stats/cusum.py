@@ -29,6 +29,7 @@ from ._common import AsDictMixin
 __all__ = [
     "BernoulliCusum",
     "CusumLimit",
+    "CusumLimitCurve",
     "RiskAdjustedCusum",
     "bernoulli_cusum",
     "bernoulli_cusum_limit",
@@ -36,6 +37,7 @@ __all__ = [
     "oe_cusum",
     "risk_adjusted_cusum",
     "risk_adjusted_cusum_limit",
+    "risk_adjusted_cusum_limits",
     "steiner_weights",
 ]
 
@@ -397,6 +399,20 @@ def risk_adjusted_cusum(
     return RiskAdjustedCusum(w, series, limit, signals, float(odds_multiplier), float(r0))
 
 
+def _in_control_risk(p: np.ndarray, r0: float) -> np.ndarray:
+    """Failure probability under the null: odds ``R0 odds(p)``."""
+    return r0 * p / (1.0 - p + r0 * p)
+
+
+def _check_risks(risks: Sequence[float] | np.ndarray) -> np.ndarray:
+    p = np.asarray(risks, dtype=float).ravel()
+    if p.size == 0:
+        raise ValueError("need at least one risk")
+    if np.any((p < 0) | (p > 1)):
+        raise ValueError("risks must be probabilities in [0, 1]")
+    return p
+
+
 def risk_adjusted_cusum_limit(
     risks: Sequence[float] | np.ndarray,
     odds_multiplier: float = 2.0,
@@ -410,21 +426,109 @@ def risk_adjusted_cusum_limit(
     Simulates ``y_i ~ Bernoulli(p_i)`` (in control, R0) for the supplied patient risks,
     ``n_simulations`` times with ``numpy.random.default_rng(seed)``, and returns the
     ``1 - false_signal_probability`` quantile of the maximum CUSUM value (same idea as
-    ``cusum::racusum_limit_sim``; Steiner et al. 2000 section 3).
+    ``cusum::racusum_limit_sim``; Steiner et al. 2000 section 3). Cost: ``n_simulations``
+    x ``len(risks)``; for many operators use :func:`risk_adjusted_cusum_limits`.
     """
-    p = np.asarray(risks, dtype=float).ravel()
-    if p.size == 0:
-        raise ValueError("need at least one risk")
-    if np.any((p < 0) | (p > 1)):
-        raise ValueError("risks must be probabilities in [0, 1]")
+    p = _check_risks(risks)
     alpha = _probability(false_signal_probability, "false_signal_probability")
     if n_simulations < 10:
         raise ValueError("n_simulations must be >= 10")
     rng = np.random.default_rng(seed)
-    p_in = r0 * p / (1.0 - p + r0 * p)
-    y = rng.random((n_simulations, p.size)) < p_in
-    w = y * math.log(odds_multiplier / r0) - np.log((1.0 - p + odds_multiplier * p) / (1.0 - p + r0 * p))
-    maxima = _running_max_page(w)
+    y = rng.random((n_simulations, p.size)) < _in_control_risk(p, r0)
+    w_fail = steiner_weights(np.ones(p.size), p, odds_multiplier, r0)
+    w_ok = steiner_weights(np.zeros(p.size), p, odds_multiplier, r0)
+    maxima = _running_max_page(np.where(y, w_fail, w_ok))
     h = float(np.quantile(maxima, 1.0 - alpha))
     prob = float(np.mean(maxima > h))
     return CusumLimit(h, prob, alpha, int(p.size), "simulation", int(n_simulations), seed)
+
+
+@dataclass(frozen=True)
+class CusumLimitCurve(AsDictMixin):
+    """Limits h(n) for several horizons n from one simulation (:func:`risk_adjusted_cusum_limits`).
+
+    ``h[i]`` and the achieved ``false_signal_probability[i]`` belong to ``horizons[i]``.
+    """
+
+    horizons: np.ndarray
+    h: np.ndarray
+    false_signal_probability: np.ndarray
+    target_probability: float
+    n_risks: int
+    method: str
+    n_simulations: int
+    seed: int | None
+
+    def limit(self, n_cases: int) -> float:
+        """h for a horizon of ``n_cases`` (must be one of :attr:`horizons`)."""
+        i = int(np.searchsorted(self.horizons, n_cases))
+        if i >= self.horizons.size or self.horizons[i] != n_cases:
+            raise KeyError(f"horizon {n_cases} was not simulated")
+        return float(self.h[i])
+
+
+#: time steps drawn per random-number call in :func:`risk_adjusted_cusum_limits` (fixed: the
+#: random stream, hence every h(n), must not depend on the longest horizon requested)
+_STEP_BLOCK = 64
+
+
+def risk_adjusted_cusum_limits(
+    risks: Sequence[float] | np.ndarray,
+    horizons: Sequence[int] | np.ndarray,
+    odds_multiplier: float = 2.0,
+    false_signal_probability: float = 0.05,
+    n_simulations: int = 10_000,
+    seed: int | None = None,
+    r0: float = 1.0,
+) -> CusumLimitCurve:
+    """Limits h(n) for :func:`risk_adjusted_cusum` at every horizon n, from one simulation.
+
+    Each of ``n_simulations`` in-control sequences draws, at every case, a patient risk
+    with replacement from ``risks`` (the case-mix distribution) and then
+    ``y ~ Bernoulli`` with odds ``R0 odds(p)``; the Page CUSUM and its running maximum are
+    carried forward, and at each requested horizon n the ``1 - false_signal_probability``
+    quantile of the running maxima is h(n): the chance that an in-control chart with n
+    cases from this case mix signals at least once is the target. This is
+    ``cusum::racusum_limit_sim`` (risks resampled from the patient population; Steiner
+    et al. 2000 section 3) evaluated at all horizons at once. Cost: ``n_simulations`` x
+    ``max(horizons)``, independent of how many horizons (operators) are asked for.
+
+    Deterministic for a given ``seed``; the risks are sorted first, so only their
+    multiset matters, and h(n) does not depend on the other horizons requested.
+    """
+    p = np.sort(_check_risks(risks))
+    alpha = _probability(false_signal_probability, "false_signal_probability")
+    if n_simulations < 10:
+        raise ValueError("n_simulations must be >= 10")
+    wanted = np.unique(np.asarray(horizons, dtype=np.int64).ravel())
+    if wanted.size == 0:
+        raise ValueError("need at least one horizon")
+    if wanted[0] < 1:
+        raise ValueError("horizons must be >= 1")
+    p_in = _in_control_risk(p, r0)
+    w_fail = steiner_weights(np.ones(p.size), p, odds_multiplier, r0)
+    w_ok = steiner_weights(np.zeros(p.size), p, odds_multiplier, r0)
+    rng = np.random.default_rng(seed)
+    c = np.zeros(n_simulations)
+    best = np.zeros(n_simulations)
+    h = np.empty(wanted.size)
+    prob = np.empty(wanted.size)
+    j, t = 0, 0
+    while j < wanted.size:
+        pick = rng.integers(0, p.size, size=(_STEP_BLOCK, n_simulations))
+        fail = rng.random((_STEP_BLOCK, n_simulations)) < p_in[pick]
+        w = np.where(fail, w_fail[pick], w_ok[pick])
+        for row in w:
+            t += 1
+            c += row
+            np.maximum(c, 0.0, out=c)
+            np.maximum(best, c, out=best)
+            if t == wanted[j]:
+                h[j] = np.quantile(best, 1.0 - alpha)
+                prob[j] = np.mean(best > h[j])
+                j += 1
+                if j == wanted.size:
+                    break
+    return CusumLimitCurve(
+        wanted, h, prob, alpha, int(p.size), "simulation_resampled_risks", int(n_simulations), seed
+    )

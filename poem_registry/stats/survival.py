@@ -125,10 +125,10 @@ def kaplan_meier(
         raise ValueError("durations must be finite and >= 0")
     if not np.all((e == 0) | (e == 1)):
         raise ValueError("events must be 0 (censored) or 1 (event)")
-    times = np.unique(t)
-    d = np.array([np.sum((t == u) & (e == 1)) for u in times], dtype=int)
-    c = np.array([np.sum((t == u) & (e == 0)) for u in times], dtype=int)
-    n_risk = np.array([np.sum(t >= u) for u in times], dtype=int)
+    times, which = np.unique(t, return_inverse=True)
+    d = np.bincount(which, weights=e, minlength=times.size).astype(int)
+    c = np.bincount(which, minlength=times.size) - d
+    n_risk = t.size - np.r_[0, np.cumsum(d + c)[:-1]]  # still under observation at each time
     factor = 1.0 - d / n_risk
     s = np.cumprod(factor)
     with np.errstate(divide="ignore", invalid="ignore"):
