@@ -308,10 +308,36 @@ class ReportData:
         Missing columns come back as NULL, a missing table as an empty frame with the columns.
         Each distinct query runs once per :class:`ReportData` (one edition); callers get a copy.
         """
+        return self._cached(key, where, params).copy()
+
+    def size(self, key: str, where: str | None = None, params: list | None = None) -> int:
+        """Number of rows :meth:`read` gives (without copying them)."""
+        return len(self._cached(key, where, params))
+
+    def rows_for(
+        self, key: str, site_ids: list[str], where: str | None = None, params: list | None = None
+    ) -> pd.DataFrame:
+        """:meth:`read` restricted to ``site_ids`` (rows in table order, fresh index).
+
+        The table is split by site once per edition, so a site's page costs the size of its own rows,
+        not of the table (which grows with the number of sites).
+        """
+
+        def split() -> dict[str, pd.DataFrame]:
+            frame = self._cached(key, where, params)
+            return {str(k): g for k, g in frame.groupby(frame["site_id"].astype(str), sort=False)}
+
+        groups = self.memo(("rows_for", key, where, tuple(params or ())), split)
+        parts = [groups[s] for s in dict.fromkeys(str(s) for s in site_ids) if s in groups]
+        if not parts:
+            return self._cached(key, where, params).iloc[0:0].copy()
+        return pd.concat(parts).sort_index().reset_index(drop=True)
+
+    def _cached(self, key: str, where: str | None, params: list | None) -> pd.DataFrame:
         cache_key = (key, where, tuple(params or ()))
         if cache_key not in self._frames:
             self._frames[cache_key] = self._read(key, where, params)
-        return self._frames[cache_key].copy()
+        return self._frames[cache_key]
 
     def _read(self, key: str, where: str | None, params: list | None) -> pd.DataFrame:
         table = TABLES[key]

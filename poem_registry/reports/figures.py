@@ -3,7 +3,8 @@
 Figures are plain plotly.js specifications (:class:`Fig`: a list of trace dicts and a
 layout dict) written straight to JSON: building them through ``plotly.graph_objects``
 validated and deep-copied every property and cost seconds per edition. plotly.js (the
-local ``assets/plotly.min.js``) draws them in the browser exactly as before.
+local ``assets/plotly.min.js``) draws them in the browser exactly as before, lazily: a page holds
+each figure's JSON and draws it when it nears the viewport (``reports/base.html``).
 
 Conventions: fixed element ids (``div_id``), categories sorted before plotting,
 one fixed colour-blind-safe colour per series (Okabe-Ito), no generated ids or
@@ -54,6 +55,8 @@ SERIES_NAMES = {"registry": "Registry (all sites)", "this_site": "Your site"}
 SEVERITY_ORDER = ["mild", "moderate", "severe", "fatal"]
 #: Axis style shared by every figure (the built-in plotly templates are large and slow).
 _AXIS = {"showline": True, "linecolor": "#444", "ticks": "outside", "zeroline": False, "automargin": True}
+#: Trace types in the plotly.js bundle the pages load (:data:`poem_registry.reports.render.PLOTLY_BUNDLE`).
+BUNDLE_TRACE_TYPES = frozenset({"scatter", "bar", "pie"})
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True, "modeBarButtonsToRemove": ["sendDataToCloud"]}
 
 
@@ -104,7 +107,7 @@ def _dumps(obj) -> str:
 
 @dataclass
 class Fig:
-    """A plotly.js figure: ``data`` (trace dicts) and ``layout``; rendered to a div + script."""
+    """A plotly.js figure: ``data`` (trace dicts) and ``layout``; rendered to a div + its JSON."""
 
     data: list[dict] = field(default_factory=list)
     layout: dict = field(default_factory=dict)
@@ -113,15 +116,23 @@ class Fig:
         self.data.append(trace)
 
     def to_html(self, div_id: str, config: dict | None = None) -> str:
+        """An empty chart container and the figure's JSON; the page's chart loader draws it lazily.
+
+        The loader (``reports/base.html``) calls ``Plotly.newPlot`` when the container nears the
+        viewport, and for every chart at once before printing or when IntersectionObserver is missing.
+        """
+        missing = {t.get("type", "scatter") for t in self.data} - BUNDLE_TRACE_TYPES
+        if missing:
+            raise ValueError(f"{div_id}: trace type(s) {sorted(missing)} are not in the pages' plotly.js bundle")
         height = self.layout.get("height", 380)
-        data, layout = _dumps(self.data), _dumps(self.layout)
         conf = json.dumps(config or PLOTLY_CONFIG, separators=(",", ":"), sort_keys=True)
-        # "</" inside a string would end the script element early
-        data, layout = data.replace("</", "<\\/"), layout.replace("</", "<\\/")
+        spec = f'{{"config":{conf},"data":{_dumps(self.data)},"layout":{_dumps(self.layout)}}}'
+        # "<" only occurs inside JSON strings: escaped, no "</script" or "<!--" can end the element early
+        spec = spec.replace("<", "\\u003c")
         return (
-            f'<div id="{div_id}" class="plotly-graph-div" style="height:{int(height)}px; width:100%;"></div>\n'
-            f'<script>if (document.getElementById("{div_id}")) {{ Plotly.newPlot("{div_id}", {data}, '
-            f"{layout}, {conf}); }}</script>"
+            f'<div id="{div_id}" class="plotly-graph-div" data-figure="{div_id}-spec" '
+            f'style="height:{int(height)}px; width:100%;"></div>\n'
+            f'<script type="application/json" id="{div_id}-spec">{spec}</script>'
         )
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from poem_registry.reports.data import ReportData
-from poem_registry.reports.suppression import suppress_measures_across_periods
+from poem_registry.reports.suppression import MeasureSuppression
 from poem_registry.safe_csv import write_csv
 
 MEASURES_CSV_COLUMNS = [
@@ -37,16 +37,21 @@ MEASURES_CSV_COLUMNS = [
 ]
 
 
-def suppressed_measures(data: ReportData, own_site: str | None = None) -> pd.DataFrame:
-    """Every measure row (all periods), suppressed across sites and over time as ``own_site`` may see them.
+def measure_suppression(data: ReportData) -> MeasureSuppression:
+    """The edition's suppression of every measure row (all sites and periods), worked out once."""
+    return data.memo(("measure_suppression",), lambda: MeasureSuppression(data.read("measures")))
 
-    ``own_site`` None is the cross-site view (system report, measures.csv). Computed once per edition
-    and view; callers get a copy.
+
+def suppressed_measures(
+    data: ReportData, own_site: str | None = None, rows: np.ndarray | None = None
+) -> pd.DataFrame:
+    """Measure rows (all periods, or the positions ``rows``), suppressed across sites and over time as
+    ``own_site`` may see them.
+
+    ``own_site`` None is the cross-site view (system report, measures.csv). Every view comes from the
+    edition's one :func:`measure_suppression`; callers get their own frame.
     """
-    return data.memo(
-        ("suppressed_all", own_site),
-        lambda: suppress_measures_across_periods(data.read("measures"), own_site=own_site),
-    ).copy()
+    return measure_suppression(data).view(own_site, rows)
 
 
 def measures_frame(data: ReportData) -> pd.DataFrame:

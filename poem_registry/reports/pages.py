@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
+import numpy as np
 import pandas as pd
 
 from poem_registry.reports import figures as F
@@ -20,7 +21,7 @@ from poem_registry.reports import format as fmt
 from poem_registry.reports.blinding import peer_labels
 from poem_registry.reports.data import SUBTYPE_BENCHMARK_PREFIX, ReportData
 from poem_registry.reports.figures import FigureBlock, TableView
-from poem_registry.reports.measures_export import suppressed_measures
+from poem_registry.reports.measures_export import measure_suppression, suppressed_measures
 from poem_registry.reports.periods import Period
 from poem_registry.reports.suppression import (
     HIDDEN,
@@ -569,6 +570,17 @@ def _classification_text(value) -> str:
     return CLASSIFICATION_TEXT.get(str(value), str(value).replace("_", " "))
 
 
+def _funnel_parts(
+    data: ReportData,
+) -> tuple[dict[str, pd.DataFrame], dict[tuple, pd.DataFrame], pd.DataFrame]:
+    """analytics.funnel rows per measure and analytics.funnel_curve rows per funnel; once per edition."""
+    funnel_all = data.read("funnel")
+    curve_all = data.read("funnel_curve")
+    funnels = {str(k): g for k, g in funnel_all.groupby("measure_id", sort=False)}
+    curves = dict(tuple(curve_all.groupby(["measure_id", "denominator_type", "period_type", "period_start"])))
+    return funnels, curves, curve_all.iloc[0:0]
+
+
 def funnel_blocks(
     ctx: EditionContext,
     cat: pd.DataFrame,
@@ -583,27 +595,33 @@ def funnel_blocks(
     in its own report. Tables list sites by name (system) or blinded label, never ranked by their rate."""
     data = ctx.data
     blocks = []
-    funnel_all = data.read("funnel")
-    curve_all = data.read("funnel_curve")
-    if funnel_all.empty:
+    if not data.size("funnel"):
         return [
             TableView(["Note"], [["No funnel statistics yet (analytics.funnel): run the statistics step."]])
         ]
+    funnels, curves, empty_curve = data.memo(("funnel_parts",), lambda: _funnel_parts(data))
     own = site.site_id if site else None
     shown_measures = _suppressed_measures(ctx, "all_time", own)
-    flags = {
-        (r.measure_id, r.denominator_type, r.site_id): bool(r.suppressed)
-        for r in shown_measures.itertuples(index=False)
-    }
-    curves = dict(tuple(curve_all.groupby(["measure_id", "denominator_type", "period_type", "period_start"])))
+    flags = dict(
+        zip(
+            zip(
+                shown_measures["measure_id"],
+                shown_measures["denominator_type"],
+                shown_measures["site_id"],
+                strict=True,
+            ),
+            shown_measures["suppressed"].astype(bool),
+            strict=True,
+        )
+    )
     for mid in key_measures(cat)["measure_id"]:
-        fun = _funnel_period(funnel_all[funnel_all["measure_id"] == mid], ctx)
-        if fun.empty:
+        fun = _funnel_period(funnels[mid], ctx) if mid in funnels else None
+        if fun is None or fun.empty:
             continue
         den_type = sorted(fun["denominator_type"].dropna().unique().tolist(), key=lambda d: d != "PP")[0]
         fun = fun[(fun["denominator_type"] == den_type) & (fun["site_id"] != ALL)].copy()
         p_type, p_start = fun["period_type"].iloc[0], fun["period_start"].iloc[0]
-        curve = curves.get((mid, den_type, p_type, p_start), curve_all.iloc[0:0])
+        curve = curves.get((mid, den_type, p_type, p_start), empty_curve)
         fun["suppressed"] = [
             flags.get((mid, den_type, sid), is_small(n) or is_small(d)) and sid != own
             for sid, n, d in zip(fun["site_id"], fun["numerator"], fun["denominator"], strict=True)
@@ -893,13 +911,13 @@ def la_grade_block(ctx: EditionContext, *, site: SiteInfo | None, labels: dict[s
 
 
 def durability_blocks(ctx: EditionContext, *, site: SiteInfo | None, labels: dict[str, str]) -> list:
-    km = ctx.data.read("km_curve")
-    dur = ctx.data.read("durability")
-    if km.empty and dur.empty:
+    if not ctx.data.size("km_curve") and not ctx.data.size("durability"):
         return [
             TableView(["Note"], [["No durability tables yet (analytics.km_curve, analytics.durability)."]])
         ]
     wanted = {ALL: "registry"} | ({site.site_id: "this_site"} if site else {})
+    km = ctx.data.rows_for("km_curve", list(wanted))
+    dur = ctx.data.read("durability") if site is None else ctx.data.rows_for("durability", list(wanted))
     curves = km[km["site_id"].isin(wanted)].assign(series=lambda d: d["site_id"].map(wanted))
     # Draw each curve while at least SMALL_CELL_MIN patients are at risk: the tail of a Kaplan-Meier
     # curve rests on a handful of patients (and would show their individual events).
@@ -1206,7 +1224,7 @@ def learning_summary(ctx: EditionContext, labels: dict[str, str]) -> list:
 
 
 def learning_blocks(ctx: EditionContext, site: SiteInfo) -> list:
-    lc = ctx.data.read("learning_curve", "site_id = ?", [site.site_id])
+    lc = ctx.data.rows_for("learning_curve", [site.site_id])
     if lc.empty:
         return [TableView(["Note"], [["No learning curves for your operators yet."]])]
     blocks: list = []
@@ -1264,21 +1282,42 @@ def learning_blocks(ctx: EditionContext, site: SiteInfo) -> list:
 # --------------------------------------------------------------------------- pages
 
 
+def _period_rows(ctx: EditionContext, period_type: str) -> dict[str | None, np.ndarray]:
+    """Positions of the measure rows of one period type per site (quarters and years up to the edition's
+    end), in mart order; once per edition."""
+
+    def compute() -> dict[str | None, np.ndarray]:
+        m = measure_suppression(ctx.data).frame
+        keep = (m["period_type"] == period_type).to_numpy(copy=True)
+        if period_type in ("quarter", "year"):
+            keep &= (pd.to_datetime(m["period_start"]).dt.date <= ctx.period.end).to_numpy()
+        rows = np.flatnonzero(keep)
+        sites = m["site_id"].astype(str).to_numpy()[rows]
+        groups = pd.Series(rows).groupby(sites, sort=False).indices
+        return {str(site): rows[idx] for site, idx in groups.items()} | {None: rows}
+
+    return ctx.data.memo(("period_rows", period_type), compute)
+
+
 def _suppressed_measures(ctx: EditionContext, period_type: str, own_site: str | None = None) -> pd.DataFrame:
     """Suppressed measure rows of one period type as ``own_site`` sees them (None: the system report).
 
-    Suppression runs once per edition and view over every period at once (sites add up to ALL, quarters
-    and years add up to all time), then quarters and years after the edition's end are dropped.
+    Suppression runs once per edition over every period at once (sites add up to ALL, quarters and years
+    add up to all time; see :class:`~poem_registry.reports.suppression.MeasureSuppression`); quarters and
+    years after the edition's end are left out. A site's page gets every site's all-time rows (peers,
+    funnels) but only its own and the registry's quarters and years (trends).
     """
-
-    def compute() -> pd.DataFrame:
-        m = suppressed_measures(ctx.data, own_site)
-        m = m[m["period_type"] == period_type]
-        if period_type in ("quarter", "year"):
-            m = m[pd.to_datetime(m["period_start"]).dt.date <= ctx.period.end]
-        return m.reset_index(drop=True)
-
-    return ctx.data.memo(("suppressed", period_type, own_site), compute)
+    by_site = _period_rows(ctx, period_type)
+    if own_site is None:
+        return ctx.data.memo(
+            ("suppressed", period_type), lambda: suppressed_measures(ctx.data, None, by_site[None])
+        )
+    if period_type == "all_time":
+        rows = by_site[None]
+    else:
+        empty = np.array([], dtype=np.int64)
+        rows = np.sort(np.concatenate([by_site.get(ALL, empty), by_site.get(own_site, empty)]))
+    return suppressed_measures(ctx.data, own_site, rows)
 
 
 def _quarter_for_edition(quarterly: pd.DataFrame, ctx: EditionContext) -> tuple[pd.DataFrame, str]:
@@ -1446,6 +1485,8 @@ def site_page(ctx: EditionContext, site: SiteInfo) -> Page:
     labels = {sid: lab for sid, lab in blinded.items() if sid != site.site_id} | {site.site_id: "Your site"}
     me = site.site_id
     all_time = _suppressed_measures(ctx, "all_time", own_site=me)
+    # every block but the peer table and the funnels shows only this site and the registry
+    mine = all_time[all_time["site_id"].isin([me, ALL])].reset_index(drop=True)
     quarterly = _suppressed_measures(ctx, "quarter", own_site=me)
     yearly = _suppressed_measures(ctx, "year", own_site=me)
     this_q = _quarter_for_edition(quarterly, ctx)
@@ -1462,7 +1503,7 @@ def site_page(ctx: EditionContext, site: SiteInfo) -> Page:
             "Your site against the registry and the literature",
             "Your site's value for each key measure (all your index POEMs to the data-as-of date) next to "
             "the whole registry and the published benchmark. Your own counts are shown in full.",
-            headline_block(ctx, cat, all_time, this_q, site=site, def_href=d),
+            headline_block(ctx, cat, mine, this_q, site=site, def_href=d),
         ),
         Section(
             "peers",
@@ -1481,20 +1522,20 @@ def site_page(ctx: EditionContext, site: SiteInfo) -> Page:
             "trends",
             "Your trends by quarter",
             "Your site and the registry, quarter by quarter.",
-            trend_blocks(ctx, cat, quarterly, yearly, all_time, site=site, def_href=d),
+            trend_blocks(ctx, cat, quarterly, yearly, mine, site=site, def_href=d),
         ),
         Section(
             "adverse-events",
             "Adverse events and incidents at your site",
             "",
-            shared_measure_blocks(cat, all_time, "fig-ae-rates", site=site, def_href=d)
+            shared_measure_blocks(cat, mine, "fig-ae-rates", site=site, def_href=d)
             + ae_blocks(ctx, site=site, labels=labels, def_href=d),
         ),
         Section(
             "reflux",
             "Reflux after POEM",
             "",
-            shared_measure_blocks(cat, all_time, "fig-reflux", site=site, def_href=d)
+            shared_measure_blocks(cat, mine, "fig-reflux", site=site, def_href=d)
             + la_grade_block(ctx, site=site, labels=labels),
         ),
         Section(
@@ -1510,7 +1551,7 @@ def site_page(ctx: EditionContext, site: SiteInfo) -> Page:
             "followup",
             "Follow-up completeness",
             "",
-            shared_measure_blocks(cat, all_time, "fig-followup", site=site, def_href=d),
+            shared_measure_blocks(cat, mine, "fig-followup", site=site, def_href=d),
         ),
         Section(
             "data-quality",

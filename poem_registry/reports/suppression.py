@@ -19,6 +19,7 @@ own report): they are never hidden, and they count as known when checking lines.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -320,14 +321,8 @@ def _protect(
         changed = True
 
 
-def suppress_measures_across_periods(
-    measures: pd.DataFrame,
-    *,
-    own_site: str | None = None,
-    total_site: str = "ALL",
-    min_cell: int = SMALL_CELL_MIN,
-) -> pd.DataFrame:
-    """:func:`suppress_measure_rows` for a frame holding every period type at once.
+class MeasureSuppression:
+    """Suppression of a measures frame holding every period type at once, computed once per edition.
 
     Besides sites adding up to ``ALL`` within a period, counts also add up over time: a
     site's quarters to its year and to its all-time value, its years to its all-time value.
@@ -336,68 +331,168 @@ def suppress_measures_across_periods(
     up (measures whose periods overlap, or medians, are left to the cross-site rule). The
     lines are revisited until nothing changes, so hiding a complement for one line never
     opens another. Rows are hidden whole (rule 3).
+
+    The lines and the cross-site view (:attr:`hidden`: system report, ``measures.csv``) are
+    worked out once. A site's own view (:meth:`hidden_for`) starts from the cross-site view,
+    shows the site's own rows (locked) and protects again only the lines that showing them
+    reopened, so every site's view costs about the size of its own rows, not of the registry.
     """
-    out = measures.copy().reset_index(drop=True)
-    if out.empty:
-        out["suppressed"] = pd.Series(dtype=bool)
-        return out
-    site = out["site_id"].astype(str).to_numpy()
-    locked = site == own_site if own_site else np.zeros(len(out), dtype=bool)
-    counts = [
-        pd.to_numeric(out[c], errors="coerce").to_numpy(float)
-        for c in ("numerator", "denominator")
-        if c in out.columns
-    ]
-    hidden = np.zeros(len(out), dtype=bool)
-    for vals in counts:
-        hidden |= (vals >= 1) & (vals < min_cell) & ~locked
-    den = (
-        out["denominator_type"].astype(str).fillna("")
-        if "denominator_type" in out
-        else pd.Series("", index=out.index)
-    )
-    ptype = out["period_type"].astype(str).to_numpy()
-    start = pd.to_datetime(out["period_start"])
-    year = start.dt.year.to_numpy()
-    key = out["measure_id"].astype(str) + "\x1f" + den
-    lines: list[tuple[np.ndarray, int]] = []
-    # sites -> ALL within each measure, denominator and period
-    frame = pd.DataFrame({"k": key, "p": ptype, "s": start, "site": site})
-    for _, idx in frame.groupby(["k", "p", "s"], sort=True).indices.items():
-        tot = idx[site[idx] == total_site]
-        cells = idx[site[idx] != total_site]
-        if len(tot) == 1 and len(cells):
-            lines.append((cells, int(tot[0])))
-    # periods -> longer periods of the same site
-    by_site = pd.DataFrame({"k": key, "site": site, "p": ptype, "y": year})
-    for _, idx in by_site.groupby(["k", "site"], sort=True).indices.items():
-        all_time = idx[ptype[idx] == "all_time"]
-        years = idx[ptype[idx] == "year"]
-        quarters = idx[ptype[idx] == "quarter"]
-        if len(all_time) == 1:
-            lines += [(years, int(all_time[0])), (quarters, int(all_time[0]))]
-        for y in years:
-            lines.append((quarters[year[quarters] == year[y]], int(y)))
-    usable = []
-    for cells, tot in lines:
-        if not len(cells):
-            continue
-        ok = True
-        for vals in counts:
-            v = vals[cells]
-            if np.isnan(v).any() or np.isnan(vals[tot]) or v.sum() != vals[tot]:
-                ok = False
-                break
-        if ok:
-            usable.append((np.asarray(cells), tot))
-    changed = True
-    while changed:
-        changed = False
-        for cells, tot in usable:
+
+    def __init__(
+        self, measures: pd.DataFrame, *, total_site: str = "ALL", min_cell: int = SMALL_CELL_MIN
+    ) -> None:
+        self.frame = measures.reset_index(drop=True)
+        self.min_cell = min_cell
+        out = self.frame
+        n = len(out)
+        self.site = out["site_id"].astype(str).to_numpy() if n else np.array([], dtype=object)
+        codes, names = pd.factorize(self.site)
+        self._site_code = codes
+        self._code_of = {str(name): i for i, name in enumerate(names)}
+        self._views: dict[str, np.ndarray] = {}
+        self.counts = [
+            pd.to_numeric(out[c], errors="coerce").to_numpy(float)
+            for c in ("numerator", "denominator")
+            if c in out.columns
+        ]
+        self.lines = self._lines(total_site) if n else []
+        # (line, count column) units in the order a full sweep visits them, and the units touching each row
+        n_cols = max(len(self.counts), 1)
+        rows_of_line = [np.append(cells, tot) for cells, tot in self.lines]
+        line_of_row = np.repeat(np.arange(len(self.lines)), [len(r) for r in rows_of_line])
+        flat = np.concatenate(rows_of_line) if rows_of_line else np.array([], dtype=np.int64)
+        order = np.argsort(flat, kind="stable")
+        self._row_start = np.searchsorted(flat[order], np.arange(n + 1))
+        self._row_lines = line_of_row[order]
+        self._n_cols = n_cols
+        primary = np.zeros(n, dtype=bool)
+        for vals in self.counts:
+            primary |= (vals >= 1) & (vals < min_cell)
+        #: Hidden rows in the cross-site view (no site's own rows shown).
+        self.hidden = primary
+        self._settle(primary, np.zeros(n, dtype=bool), self._units_of(np.flatnonzero(primary)))
+
+    def _lines(self, total_site: str) -> list[tuple[np.ndarray, int]]:
+        """Lines of row positions adding up to a total row: sites to ALL, quarters and years to longer periods."""
+        out, site, counts = self.frame, self.site, self.counts
+        den = (
+            out["denominator_type"].astype(str).fillna("")
+            if "denominator_type" in out
+            else pd.Series("", index=out.index)
+        )
+        ptype = out["period_type"].astype(str).to_numpy()
+        start = pd.to_datetime(out["period_start"])
+        year = start.dt.year.to_numpy()
+        key = out["measure_id"].astype(str) + "\x1f" + den
+        lines: list[tuple[np.ndarray, int]] = []
+        # sites -> ALL within each measure, denominator and period
+        frame = pd.DataFrame({"k": key, "p": ptype, "s": start, "site": site})
+        for _, idx in frame.groupby(["k", "p", "s"], sort=True).indices.items():
+            tot = idx[site[idx] == total_site]
+            cells = idx[site[idx] != total_site]
+            if len(tot) == 1 and len(cells):
+                lines.append((cells, int(tot[0])))
+        # periods -> longer periods of the same site
+        by_site = pd.DataFrame({"k": key, "site": site, "p": ptype, "y": year})
+        for _, idx in by_site.groupby(["k", "site"], sort=True).indices.items():
+            all_time = idx[ptype[idx] == "all_time"]
+            years = idx[ptype[idx] == "year"]
+            quarters = idx[ptype[idx] == "quarter"]
+            if len(all_time) == 1:
+                lines += [(years, int(all_time[0])), (quarters, int(all_time[0]))]
+            for y in years:
+                lines.append((quarters[year[quarters] == year[y]], int(y)))
+        usable = []
+        for cells, tot in lines:
+            if not len(cells):
+                continue
+            ok = True
             for vals in counts:
-                changed |= _protect(vals, hidden, locked, cells, tot, min_cell)
-    out["suppressed"] = hidden
-    for col in ("numerator", "denominator", *RATE_COLUMNS):
-        if col in out.columns:
-            out[col] = out[col].astype(object).where(~out["suppressed"], None)
-    return out
+                v = vals[cells]
+                if np.isnan(v).any() or np.isnan(vals[tot]) or v.sum() != vals[tot]:
+                    ok = False
+                    break
+            if ok:
+                usable.append((np.asarray(cells, dtype=np.int64), tot))
+        return usable
+
+    def _units_of(self, rows: np.ndarray) -> set[int]:
+        """Every (line, count column) unit touching one of ``rows``."""
+        units: set[int] = set()
+        for r in rows:
+            for line in self._row_lines[self._row_start[r] : self._row_start[r + 1]]:
+                units.update(range(int(line) * self._n_cols, (int(line) + 1) * self._n_cols))
+        return units
+
+    def _settle(self, hidden: np.ndarray, locked: np.ndarray, dirty: set[int]) -> None:
+        """Protect lines until nothing changes, visiting only units that can change (in place).
+
+        Same result as sweeping every line in order until a sweep changes nothing: a unit whose rows
+        did not change since its last visit is left as it was, so only ``dirty`` units (and those
+        touching a row hidden meanwhile) are visited, in sweep order, a later pass for earlier units.
+        """
+        pending = sorted(dirty)
+        while pending:
+            heapq.heapify(pending)
+            queued = set(pending)
+            later: set[int] = set()
+            while pending:
+                unit = heapq.heappop(pending)
+                queued.discard(unit)
+                line, col = divmod(unit, self._n_cols)
+                cells, tot = self.lines[line]
+                rows = np.append(cells, tot)
+                before = hidden[rows]
+                if not _protect(self.counts[col], hidden, locked, cells, tot, self.min_cell):
+                    continue
+                for other in self._units_of(rows[hidden[rows] & ~before]):
+                    if other > unit and other not in queued:
+                        heapq.heappush(pending, other)
+                        queued.add(other)
+                    elif other < unit:
+                        later.add(other)
+            pending = sorted(later)
+
+    def hidden_for(self, own_site: str | None = None) -> np.ndarray:
+        """Hidden rows as ``own_site`` sees them (None: the cross-site view); ``own_site`` rows never are."""
+        if own_site is None:
+            return self.hidden
+        if own_site not in self._views:
+            self._views = {}  # a page asks for one site's view at a time: keep only the latest
+            locked = self._site_code == self._code_of.get(str(own_site), -1)
+            hidden = self.hidden & ~locked
+            shown = np.flatnonzero(self.hidden & locked)
+            if shown.size:
+                self._settle(hidden, locked, self._units_of(shown))
+            self._views[own_site] = hidden
+        return self._views[own_site]
+
+    def view(self, own_site: str | None = None, rows: np.ndarray | None = None) -> pd.DataFrame:
+        """Measure rows (``rows`` positions, default all) with ``suppressed`` set and hidden numbers blanked."""
+        hidden = self.hidden_for(own_site)
+        if rows is None:
+            out, hide = self.frame.copy(), hidden
+        else:
+            out, hide = self.frame.iloc[rows].reset_index(drop=True), hidden[rows]
+        if out.empty:
+            out["suppressed"] = pd.Series(dtype=bool)
+            return out
+        out["suppressed"] = hide
+        for col in ("numerator", "denominator", *RATE_COLUMNS):
+            if col in out.columns:
+                out[col] = out[col].astype(object).where(~hide, None)
+        return out
+
+
+def suppress_measures_across_periods(
+    measures: pd.DataFrame,
+    *,
+    own_site: str | None = None,
+    total_site: str = "ALL",
+    min_cell: int = SMALL_CELL_MIN,
+) -> pd.DataFrame:
+    """:func:`suppress_measure_rows` for a frame holding every period type at once (see :class:`MeasureSuppression`).
+
+    Pages reuse one :class:`MeasureSuppression` per edition; this is the one-off form.
+    """
+    return MeasureSuppression(measures, total_site=total_site, min_cell=min_cell).view(own_site)

@@ -137,3 +137,40 @@ def test_own_site_rows_stay_visible():
     m = _measures([("a", 4, 8), ("b", 50, 60), ("c", 70, 80), ("ALL", 124, 148)])
     out = suppress_measure_rows(m, own_site="a").set_index("site_id")
     assert not out.at["a", "suppressed"] and out.at["a", "numerator"] == 4
+
+
+def _line_problems(ms, hidden: np.ndarray, locked: np.ndarray) -> list:
+    """Lines of a :class:`MeasureSuppression` a reader who knows the ``locked`` rows could undo."""
+    bad = []
+    for col, vals in enumerate(ms.counts):
+        shown_small = (vals >= 1) & (vals < 11) & ~locked & ~hidden
+        bad += [("small shown", col, int(r)) for r in np.flatnonzero(shown_small)]
+        for cells, tot in ms.lines:
+            h = hidden[cells]
+            n_hidden = int(h.sum()) + int(hidden[tot])
+            if n_hidden == 0 or (n_hidden > 1 and (hidden[tot] or not 1 <= vals[cells][h].sum() < 11)):
+                continue
+            if not (~h & ~locked[cells] & (vals[cells] > 0)).any() and (hidden[tot] or locked[tot]):
+                continue  # nothing left to hide: the reader knows these values anyway
+            bad.append(("line", col, int(tot)))
+    return bad
+
+
+def test_one_suppression_per_edition_serves_every_site(warehouse_file):
+    import duckdb
+
+    from poem_registry.reports.data import ReportData
+    from poem_registry.reports.suppression import MeasureSuppression, suppress_measures_across_periods
+
+    with duckdb.connect(str(warehouse_file), read_only=True) as con:
+        measures = ReportData(con).read("measures")
+    ms = MeasureSuppression(measures)
+    assert ms.view().equals(suppress_measures_across_periods(measures))
+    assert ms.hidden.any() and not _line_problems(ms, ms.hidden, np.zeros(len(measures), dtype=bool))
+    for site in sorted(set(measures["site_id"]) - {"ALL"}):
+        own = (measures["site_id"] == site).to_numpy()
+        hidden = ms.hidden_for(site)
+        assert not (hidden & own).any()  # a site sees its own rows in full
+        assert not _line_problems(ms, hidden, own), site
+        view = ms.view(site, np.flatnonzero(own))
+        assert not view["suppressed"].any() and view["numerator"].notna().all()
