@@ -82,6 +82,9 @@ class DbtResult:
     error: str | None = None
     #: Where dbt wrote run_results.json (and the compiled SQL, under compiled/).
     run_results_path: Path | None = None
+    #: The parsed project (a dbt ``Manifest``) of a successful ``parse``: pass it to
+    #: ``run_dbt(..., manifest=...)`` so later invocations skip parsing.
+    manifest: Any = field(default=None, repr=False, compare=False)
 
     @property
     def failed(self) -> list[NodeResult]:
@@ -198,6 +201,7 @@ def run_dbt(
     extra_vars: dict[str, Any] | None = None,
     env: dict[str, str] | None = None,
     target_path: Path | None = None,
+    manifest: Any = None,
 ) -> DbtResult:
     """Run one dbt command in-process, e.g. ``run_dbt(["build"], settings, as_of=date(2025, 6, 30))``.
 
@@ -205,6 +209,9 @@ def run_dbt(
     cannot be applied incrementally to the latest-version models, so for ``build``
     and ``run`` it implies ``--full-refresh`` unless ``full_refresh=False`` is given.
     ``env`` adds environment variables for this run (for example ``POEM_PG_SCHEMA``).
+    ``manifest`` is the ``.manifest`` of an earlier ``run_dbt(["parse"], ...)`` with the
+    same settings, vars and target: dbt then skips parsing the project again (several
+    invocations in a row parse once; see :func:`poem_registry.pipeline.run_build`).
     """
     from dbt.cli.main import dbtRunner  # heavy import, only when dbt actually runs
 
@@ -232,10 +239,11 @@ def run_dbt(
     run_results.unlink(missing_ok=True)
     with _dbt_environment(settings, env):
         try:
-            outcome = dbtRunner(callbacks=[_fault_after_node]).invoke(cli)
+            outcome = dbtRunner(manifest=manifest, callbacks=[_fault_after_node]).invoke(cli)
         finally:
             _release_duckdb()
-    fault_point("build.after_dbt")
+    if command != "parse":  # a parse only prepares the run that follows it
+        fault_point("build.after_dbt")
     invocation_id, nodes = (None, [])
     if run_results.exists():
         invocation_id, nodes = parse_run_results(run_results)
@@ -247,6 +255,7 @@ def run_dbt(
         invocation_id=invocation_id,
         error=error,
         run_results_path=run_results if run_results.exists() else None,
+        manifest=outcome.result if command == "parse" and outcome.success else None,
     )
 
 

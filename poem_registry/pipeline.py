@@ -41,7 +41,10 @@ def run_build(settings: Settings, *, as_of: date | None = None, run_id: str | No
     progress(f"dbt build (as of {as_of or 'today'}) ...")
     args = ["build"] + (["--full-refresh"] if full_refresh else [])
     with run_lock(settings, "build"):
-        result = run_dbt(args, settings, as_of=as_of)
+        # Parse once (partial parsing against the persistent target dir); the build and the
+        # docs below reuse the manifest instead of parsing and compiling the project again.
+        manifest = run_dbt(["parse", "--no-write-json"], settings, as_of=as_of).manifest
+        result = run_dbt(args, settings, as_of=as_of, manifest=manifest)
         with connect(settings.warehouse_path, timeout=settings.warehouse_lock_timeout) as con:
             store_run_results(con, result, run_id or "adhoc")
     for node in result.nodes:
@@ -51,7 +54,8 @@ def run_build(settings: Settings, *, as_of: date | None = None, run_id: str | No
     if not result.success:
         raise RuntimeError(f"dbt build failed: {result.summary_line()}; see {result.run_results_path} "
                            "and the log above for the failing model or test")
-    docs = run_dbt(["docs", "generate", "--static"], settings, as_of=as_of)
+    # --no-compile: the build already compiled every node into the manifest it wrote.
+    docs = run_dbt(["docs", "generate", "--static", "--no-compile"], settings, as_of=as_of, manifest=manifest)
     if not docs.success:  # the marts are fine; an edition then simply has no warehouse docs
         progress("  warning: dbt docs generate failed; editions will not include the warehouse docs")
     return {"success": result.success, "nodes": len(result.nodes), "summary": result.summary_line()}

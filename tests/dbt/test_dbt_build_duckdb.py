@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import dbt_checks
@@ -107,3 +108,26 @@ def test_store_run_results(duckdb_build, tmp_path):
     model = next(x for x in result.nodes if x.node_id == "model.poem_registry.fct_procedure")
     assert model.status == "success" and model.execution_time > 0
     # dbt-duckdb reports no row counts (rows_affected stays None); dbt-postgres does.
+
+
+def test_parse_once_then_build_and_docs_reuse_the_manifest(duckdb_build, tmp_path):
+    """run_build's sequence: one parse, then build and `docs generate --no-compile` on that manifest."""
+    settings, _ = duckdb_build
+    copy = make_settings(tmp_path)
+    shutil.copy(settings.warehouse_path, copy.warehouse_path)
+    target = tmp_path / "target"
+    parsed = run_dbt(["parse", "--no-write-json"], copy, as_of=AS_OF, target_path=target)
+    assert_dbt_ok(parsed)
+    assert parsed.manifest is not None and "model.poem_registry.fct_procedure" in parsed.manifest.nodes
+    built = run_dbt(["build", "--select", "fct_procedure"], copy, as_of=AS_OF, full_refresh=False,
+                    target_path=target, manifest=parsed.manifest)
+    assert_dbt_ok(built)
+    assert {n.name for n in built.nodes if n.resource_type == "model"} == {"fct_procedure"}
+    docs = run_dbt(["docs", "generate", "--static", "--no-compile"], copy, as_of=AS_OF, target_path=target,
+                   manifest=parsed.manifest)
+    assert_dbt_ok(docs)
+    manifest = json.loads((target / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["nodes"]["model.poem_registry.fct_procedure"]["compiled_code"], "docs show compiled SQL"
+    catalog = json.loads((target / "catalog.json").read_text(encoding="utf-8"))
+    assert "model.poem_registry.mart_measures" in catalog["nodes"]
+    assert (target / "static_index.html").stat().st_size > 0
