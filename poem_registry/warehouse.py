@@ -8,6 +8,7 @@ it and then fails with a message that says what to do.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,6 +113,15 @@ def _is_lock_error(exc: Exception) -> bool:
 
 
 @contextlib.contextmanager
+def duckdb_config() -> dict[str, str]:
+    """DuckDB settings of every pipeline connection; the same variable caps dbt's (dbt_project/profiles.yml).
+
+    DuckDB's default buffer pool is 80% of RAM; the pipeline shares the host with Airflow
+    and pandas frames, so the pool is capped (DuckDB spills to disk beyond it).
+    """
+    return {"memory_limit": os.environ.get("POEM_DUCKDB_MEMORY_LIMIT", "2GB")}
+
+
 def connect(
     path: Path, *, read_only: bool = False, timeout: float = 60.0, poll: float = 0.5
 ) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -124,7 +134,7 @@ def connect(
     deadline = time.monotonic() + timeout
     while True:
         try:
-            con = duckdb.connect(str(path), read_only=read_only)
+            con = duckdb.connect(str(path), read_only=read_only, config=duckdb_config())
             break
         except duckdb.IOException as exc:
             if not _is_lock_error(exc):
