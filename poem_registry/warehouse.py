@@ -112,7 +112,6 @@ def _is_lock_error(exc: Exception) -> bool:
     return "lock" in text or "being used by another process" in text or "conflicting lock" in text
 
 
-@contextlib.contextmanager
 def duckdb_config() -> dict[str, str]:
     """DuckDB settings of every pipeline connection; the same variable caps dbt's (dbt_project/profiles.yml).
 
@@ -122,6 +121,7 @@ def duckdb_config() -> dict[str, str]:
     return {"memory_limit": os.environ.get("POEM_DUCKDB_MEMORY_LIMIT", "2GB")}
 
 
+@contextlib.contextmanager
 def connect(
     path: Path, *, read_only: bool = False, timeout: float = 60.0, poll: float = 0.5
 ) -> Iterator[duckdb.DuckDBPyConnection]:
