@@ -41,7 +41,7 @@ from .incremental import (
     config_fingerprint,
 )
 from .learning_curves import LEARNING_CURVE_COLUMNS, compute_learning_curves
-from .marts import mart_exists, read_mart, read_measure_catalog, table_columns
+from .marts import mart_exists, read_mart, read_measure_catalog, read_member_counts, table_columns
 from .outcomes import build_procedure_frame
 from .pooling import POOLED_COLUMNS, compute_pooled
 from .risk_adjustment import SITE_OE_COLUMNS, site_oe
@@ -139,7 +139,7 @@ def compute_tables(
     progress("  pooled estimates ...")
     site_rows = measures[(measures["site_id"] != "ALL") & measures["measure_id"].isin(key_measures)]
     selected = pick_denominator_type(select_periods(site_rows, cfg, as_of), cfg)
-    members = read_mart(con, "mart_measure_members") if mart_exists(con, "mart_measure_members") else None
+    members = read_member_counts(con) if mart_exists(con, "mart_measure_members") else None
     pooled = compute_pooled(selected, members, frame, key_measures, cfg)
     progress("  observed/expected ...")
     oe = site_oe(frame, cfg)

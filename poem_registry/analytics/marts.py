@@ -118,6 +118,27 @@ def read_mart(con: duckdb.DuckDBPyConnection, name: str, schema: str = MARTS) ->
     return con.execute(f"select {', '.join(parts)} from {schema}.{name}").df()
 
 
+def read_member_counts(con: duckdb.DuckDBPyConnection, schema: str = MARTS) -> pd.DataFrame:
+    """``mart_measure_members`` counted per measure, denominator, site and diagnosis (in SQL).
+
+    The members mart has one row per measure x denominator x POEM (about 20 per POEM);
+    reading it whole into pandas took ~10 GB at 1M procedures, and pooling only needs the counts.
+    Columns: measure_id, denominator_type, site_id, diagnosis, den, num.
+    """
+    existing = table_columns(con, schema, "mart_measure_members")
+    cols = {c: resolve(existing, cands) for c, cands in COLUMNS["mart_measure_members"].items()}
+    missing = [c for c in ("measure_id", "denominator_type", "site_id", "in_numerator") if not cols[c]]
+    if missing:
+        raise LookupError(f"{schema}.mart_measure_members lacks {missing} (run the dbt build first)")
+    diagnosis = f'"{cols["diagnosis"]}"' if cols["diagnosis"] else "null"
+    return con.execute(
+        f'select "{cols["measure_id"]}" as measure_id, "{cols["denominator_type"]}" as denominator_type, '
+        f'"{cols["site_id"]}" as site_id, {diagnosis} as diagnosis, count(*) as den, '
+        f'count(*) filter (where cast("{cols["in_numerator"]}" as boolean)) as num '
+        f"from {schema}.mart_measure_members group by all order by all"
+    ).df()
+
+
 def mart_exists(con: duckdb.DuckDBPyConnection, name: str, schema: str = MARTS) -> bool:
     return bool(table_columns(con, schema, name))
 

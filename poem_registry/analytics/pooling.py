@@ -24,7 +24,7 @@ import pandas as pd
 from poem_registry.stats import pool_proportions
 
 from .config import StatisticsConfig
-from .marts import bool_series, is_true
+from .marts import bool_series
 
 POOLED_COLUMNS: dict[str, str] = {
     "measure_id": "varchar",
@@ -165,7 +165,8 @@ def compute_pooled(
     """``analytics.pooled`` rows (without ``as_of``/``computed_at``).
 
     ``measures`` are the funnel-selected all-time site rows (one denominator type per measure);
-    ``members`` is ``marts.mart_measure_members`` (None when absent: fall back to
+    ``members`` is ``marts.mart_measure_members`` counted per measure, denominator, site and diagnosis
+    (:func:`.marts.read_member_counts`; None when absent: fall back to
     :data:`STRATUM_MEASURES` on the procedure frame).
     """
     rows: list[dict] = []
@@ -195,8 +196,8 @@ def compute_pooled(
                 {
                     "site_id": mm["site_id"],
                     "stratum": mm["diagnosis"].fillna("unknown").astype(str),
-                    "den": True,
-                    "num": is_true(mm["in_numerator"]),
+                    "den": mm["den"],
+                    "num": mm["num"],
                 }
             )
             source = "mart_measure_members"
