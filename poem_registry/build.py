@@ -118,10 +118,13 @@ class ParseCheck:
 
 @contextlib.contextmanager
 def _dbt_environment(settings: Settings, extra: dict[str, str] | None = None) -> Iterator[None]:
+    from poem_registry.warehouse import duckdb_config
+
     values = {
         "DBT_PROFILES_DIR": str(settings.dbt_project_dir),
         "DBT_PROJECT_DIR": str(settings.dbt_project_dir),
         "POEM_WAREHOUSE": str(settings.warehouse_path),
+        "POEM_DUCKDB_MEMORY_LIMIT": duckdb_config()["memory_limit"],
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         **(extra or {}),
     }
