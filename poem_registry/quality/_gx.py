@@ -76,14 +76,21 @@ def expectation_class_name(expectation_type: str) -> str:
     return "".join(part.capitalize() for part in expectation_type.split("_"))
 
 
+def mostly(spec: CheckSpec) -> float:
+    """GX's ``mostly`` of a check: the share of rows that must pass (its tolerated-failure threshold)."""
+    if spec.expectation in ROW_LEVEL_EXPECTATIONS and spec.threshold_percent > 0:
+        return round(1 - spec.threshold_percent / 100, 6)
+    return 1.0
+
+
 def build_expectation(spec: CheckSpec) -> Any:
     _, gxe = gx_modules()
     from poem_registry.quality.gx_custom import CUSTOM_EXPECTATIONS
 
     cls = CUSTOM_EXPECTATIONS.get(spec.expectation) or getattr(gxe, expectation_class_name(spec.expectation))
     kwargs = dict(spec.kwargs)
-    if spec.expectation in ROW_LEVEL_EXPECTATIONS and spec.threshold_percent > 0:
-        kwargs["mostly"] = round(1 - spec.threshold_percent / 100, 6)
+    if mostly(spec) < 1:
+        kwargs["mostly"] = mostly(spec)
     meta = {"check_id": spec.check_id, "category": spec.category, "severity": spec.severity,
             "identifier": spec.identifier}  # fmt: skip
     if spec.note:
@@ -214,8 +221,7 @@ def outcome_for_rows(spec: CheckSpec, outcome: GxOutcome, rows: pd.DataFrame, st
         missing = int(nulls.all(axis=1).sum())
         evaluated = n - missing
     percent = 100.0 * unexpected / evaluated if evaluated else None
-    mostly = 1 - spec.threshold_percent / 100 if spec.expectation in ROW_LEVEL_EXPECTATIONS else 1.0
-    success = (unexpected == 0) if not evaluated else (1 - unexpected / evaluated) >= round(mostly, 6)
+    success = (unexpected == 0) if not evaluated else (1 - unexpected / evaluated) >= mostly(spec)
     return GxOutcome(
         success=success,
         element_count=n,

@@ -503,16 +503,11 @@ def validate_delivery(
     child's date with its procedure's (the rule is not applicable to rows whose
     procedure date is unknown). ``today`` anchors the not-in-the-future checks.
     """
-    from poem_registry.quality._gx import validate_frame
-
     prepared = prepare_delivery(
         entity, frame, site_id=site_id, extract_id=extract_id, known_parent_ids=known_parent_ids,
         parent_dates=parent_dates, today=today, partition_column=partition_column,
     )
-    outcomes, gx_results = validate_frame(
-        prepared.gx_frame, prepared.suite.name, prepared.runnable, prepared.parameters
-    )
-    return finish_delivery(prepared, outcomes, gx_results)
+    return validate_deliveries([prepared])[0]
 
 
 def finish_delivery(
