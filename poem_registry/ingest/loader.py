@@ -186,7 +186,8 @@ def _identifier_safe(frame: pd.DataFrame, entity_name: str, site_id: str, pseudo
 
 
 class SiteIngestor:
-    """Loads one site's pending deliveries; one instance per site per run."""
+    """One site's pending deliveries through a run: read_pending, then prepare/absorb per entity
+    (driven by :func:`ingest` for a wave of sites), then commit."""
 
     def __init__(self, settings: Settings, site: SiteConfig, con: duckdb.DuckDBPyConnection,
                  pseudo: Pseudonymizer, run_id: str, today: date | None = None,
@@ -231,17 +232,6 @@ class SiteIngestor:
             "select distinct patient_key from raw.withdrawals where _site_id = ?", [self.site.site_id]).fetchall()}
 
     # -- main -----------------------------------------------------------------
-    def run(self) -> list[BatchOutcome]:
-        """Read every pending delivery, validate them together, commit each in its own transaction."""
-        from poem_registry.quality.delivery import validate_deliveries
-
-        self.read_pending()
-        for entity_name in ENTITY_ORDER:
-            prepared = self.prepare(entity_name)
-            if prepared is not None:
-                self.absorb(entity_name, validate_deliveries([prepared])[0])
-        return self.commit()
-
     def read_pending(self) -> int:
         """Read every delivery not yet in the ledger; returns the rows read (for batching sites)."""
         deliveries = self._discover()
